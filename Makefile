@@ -1,0 +1,37 @@
+# ppo-course: two commands.
+#   make lab    create .venv, install, open JupyterLab on the lessons
+#   make test   create .venv if needed, install, run every test
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8888
+# Tests use both cores; torch in each worker stays on one thread (tiny MLPs are faster so).
+XDIST ?= -n 2
+
+.PHONY: lab test install lessons solutions clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ppo-course needs Python 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned to 2.13.0 in pyproject.toml: its CPU wheel is on the course machines.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --ServerApp.root_dir=lessons
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests $(XDIST)
+
+# Maintainers: regenerate lessons/ from solutions/ (solutions are the single source).
+lessons: $(STAMP)
+	$(BIN)/python -m ppo_lib.course build
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

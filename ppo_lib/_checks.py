@@ -1,0 +1,53 @@
+"""Argument checks shared by the library: every error names the argument, its value and
+what is expected."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return repr(value)
+
+
+def check_in_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
+                   high_open: bool = False) -> None:
+    """Raise ValueError unless ``low <(=) value <(=) high``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {_fmt(value)}") from None
+    too_low = v <= low if low_open else v < low
+    too_high = v >= high if high_open else v > high
+    if math.isnan(v) or too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_tensor(name: str, value: Any) -> None:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def check_same_shape(**tensors: Tensor) -> None:
+    """All tensors given as keywords must have one shape."""
+    for name, t in tensors.items():
+        check_tensor(name, t)
+    names = list(tensors)
+    first = names[0]
+    for name in names[1:]:
+        if tensors[name].shape != tensors[first].shape:
+            raise ValueError(
+                f"{name} has shape {tuple(tensors[name].shape)} but {first} has shape "
+                f"{tuple(tensors[first].shape)}; they must match (time steps x envs)")
