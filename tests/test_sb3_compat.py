@@ -1,0 +1,145 @@
+"""ppo_lib.sb3_compat: the name mapping, SB3's log reader and the per-update recorder."""
+
+import csv
+import warnings
+
+import pytest
+import torch
+from stable_baselines3 import PPO as SB3PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from torch import nn
+
+from ppo_lib import sb3_compat
+from ppo_lib.diagnostics import diagnose
+from ppo_lib.sb3_compat import (FIXES, NAME_TABLE, SB3LogRecorder, from_sb3_kwargs,
+                                read_progress_csv, read_sb3_log, sb3_env_kwargs,
+                                to_sb3_kwargs)
+
+CONFIG = dict(n_envs=4, learning_rate=3e-4, n_steps=128, batch_size=64, n_epochs=4,
+              gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5,
+              max_grad_norm=0.5, target_kl=None, normalize_obs=True, seed=3,
+              policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]),
+                                 activation_fn=nn.Tanh))
+
+
+def test_same_names_copied_env_names_left_out():
+    kwargs = to_sb3_kwargs(CONFIG)
+    assert "n_envs" not in kwargs and "normalize_obs" not in kwargs
+    for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma",
+                 "gae_lambda", "clip_range", "ent_coef", "vf_coef", "max_grad_norm",
+                 "target_kl", "seed"):
+        assert kwargs[name] == CONFIG[name]
+    assert kwargs["policy_kwargs"] == CONFIG["policy_kwargs"]
+    assert sb3_env_kwargs(CONFIG) == dict(n_envs=4, norm_obs=True, norm_reward=False)
+
+
+def test_config_not_modified_and_schedule_kept():
+    def schedule(progress):
+        return 3e-4 * progress
+    config = dict(CONFIG, learning_rate=schedule)
+    before = dict(config)
+    kwargs = to_sb3_kwargs(config)
+    assert config == before
+    assert kwargs["learning_rate"] is schedule
+    kwargs["policy_kwargs"]["net_arch"]["pi"].append(1)
+    assert CONFIG["policy_kwargs"]["net_arch"]["pi"] == [64, 64]
+
+
+def test_old_net_arch_format_becomes_dict():
+    old = dict(policy_kwargs=dict(net_arch=[dict(pi=[256, 256], vf=[256, 256])]))
+    assert to_sb3_kwargs(old)["policy_kwargs"]["net_arch"] == dict(pi=[256, 256], vf=[256, 256])
+    assert to_sb3_kwargs(dict(policy_kwargs=dict(net_arch=[32])))["policy_kwargs"] == {
+        "net_arch": [32]}
+
+
+@pytest.mark.parametrize("config,words", [
+    (dict(loss_fn=lambda *a: 0), "loss_fn"),
+    (dict(advantage_fn=print), "advantage_fn"),
+    (dict(lerning_rate=1e-3), "lerning_rate"),
+    (dict(policy=nn.Module), "policy"),
+    (dict(policy_kwargs=dict(net_arch=dict(shared=[64], pi=[64], vf=[64]))), "shared"),
+])
+def test_bad_config_named_in_error(config, words):
+    with pytest.raises(ValueError, match=words):
+        to_sb3_kwargs(config)
+
+
+def test_not_a_dict():
+    with pytest.raises(TypeError, match="config"):
+        to_sb3_kwargs([("n_steps", 8)])
+
+
+def test_round_trip():
+    kwargs = to_sb3_kwargs(CONFIG)
+    back = from_sb3_kwargs(kwargs, **sb3_env_kwargs(CONFIG))
+    assert back == CONFIG
+    with pytest.raises(ValueError, match="use_sde"):
+        from_sb3_kwargs(dict(use_sde=True))
+
+
+def test_table_covers_every_name():
+    names = [row[0] for row in NAME_TABLE]
+    assert len(names) == len(set(names))
+    assert set(CONFIG) <= set(names)
+    assert {"advantage_fn", "loss_fn"} <= set(names)
+
+
+def test_sb3_accepts_the_kwargs_without_warning():
+    torch.set_num_threads(1)
+    venv = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = dict(policy_kwargs=dict(net_arch=[dict(pi=[8], vf=[8])]))
+        model = SB3PPO("MlpPolicy", venv, **to_sb3_kwargs(dict(CONFIG, **old)), device="cpu")
+    assert model.n_steps == 128 and model.n_epochs == 4
+    assert [m.out_features for m in model.policy.mlp_extractor.policy_net
+            if isinstance(m, nn.Linear)] == [8]
+
+
+def test_read_progress_csv_skips_empty_cells(tmp_path):
+    path = tmp_path / "progress.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rollout/ep_rew_mean", "train/approx_kl", "train/explained_variance"])
+        writer.writerow(["20.5", "", ""])
+        writer.writerow(["30", "0.2", "-0.5"])
+    rows = read_progress_csv(path)
+    assert rows == [{"rollout/ep_rew_mean": 20.5},
+                    {"rollout/ep_rew_mean": 30.0, "train/approx_kl": 0.2,
+                     "train/explained_variance": -0.5}]
+    assert diagnose(rows[0]) == []
+    assert len(diagnose(rows[1])) == 2
+    assert read_sb3_log(rows) == "lower learning_rate"
+    with pytest.raises(FileNotFoundError, match="progress.csv"):
+        read_progress_csv(tmp_path / "nope.csv")
+
+
+def test_read_sb3_log_rules():
+    def rows(**m):
+        return [{}, {f"train/{k}": v for k, v in m.items()}]
+    assert read_sb3_log(rows(approx_kl=1e-4)) == "raise learning_rate"
+    assert read_sb3_log(rows(approx_kl=0.01, explained_variance=0.0)) == "fix the critic"
+    assert read_sb3_log(rows(approx_kl=0.01, clip_fraction=0.51)) == "lower learning_rate"
+    assert read_sb3_log(rows(approx_kl=0.01, explained_variance=0.3)) == "nothing to fix"
+    assert set(FIXES) == {"lower learning_rate", "raise learning_rate", "fix the critic",
+                          "nothing to fix"}
+    with pytest.raises(ValueError, match="rows"):
+        read_sb3_log([])
+
+
+def test_recorder_and_csv_agree_on_a_tiny_sb3_run(tmp_path):
+    torch.set_num_threads(1)
+    config = dict(n_envs=1, n_steps=32, batch_size=32, n_epochs=1, seed=0)
+    model = sb3_compat.make_sb3(config, "CartPole-v1", seed=0, device="cpu")
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    recorder = SB3LogRecorder()
+    model.learn(96, callback=recorder)
+    rows = read_progress_csv(tmp_path / "progress.csv")
+    assert len(rows) == 3 and len(recorder.rows) == 3
+    assert "train/approx_kl" not in rows[0]
+    # SB3's CSV carries update k's train/ values in row k + 1; the recorder in row k.
+    for k in range(2):
+        assert recorder.rows[k]["train/approx_kl"] == pytest.approx(rows[k + 1]["train/approx_kl"])
+    assert recorder.rows[-1]["time/total_timesteps"] == 96
+    assert recorder.get("train/n_updates") == [1.0, 2.0, 3.0]
