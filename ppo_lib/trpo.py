@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ._checks import check_in_range, check_positive_int, check_tensor
 from .kl import kl_categorical
+from .vpg import (TrainingResult, baseline_advantages, collect_episodes, fit_value_function,
+                  iteration_stats, make_env, make_policy, make_value_function)
 
 
 def conjugate_gradient(Avp: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10,
@@ -179,3 +182,45 @@ def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tenso
             return TRPOInfo(step_size, kl, improvement, expected_improvement, k, True)
     vector_to_parameters(old_params, params)
     return TRPOInfo(step_size, 0.0, 0.0, expected_improvement, max_backtracks, False)
+
+
+def train_trpo(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int = 16,
+               delta: float = 0.01, gamma: float = 0.99, normalize_advantage: bool = True,
+               hidden: Sequence[int] = (32,), vf_learning_rate: float = 1e-2,
+               vf_iters: int = 20, cg_iters: int = 10, damping: float = 0.1,
+               total_timesteps: int | None = None, seed: int = 0,
+               policy: nn.Module | None = None) -> TrainingResult:
+    """TRPO on a discrete-action env, the same loop as ``ppo_lib.vpg.train_vpg`` with
+    ``trpo_step`` in place of the plain gradient step (so the two compare like for like).
+
+    Each iteration: ``n_envs`` whole episodes, advantages G_t - V(s_t) (normalised), one
+    ``trpo_step`` of radius ``delta``, then V fitted to G_t by regression. History rows as
+    ``train_vpg``'s, plus kl, step_size, backtracks and accepted.
+    """
+    check_positive_int("n_iterations", n_iterations)
+    check_in_range("delta", delta, 0.0, float("inf"), low_open=True)
+    if total_timesteps is not None:
+        check_positive_int("total_timesteps", total_timesteps)
+    torch.manual_seed(seed)
+    envs = make_env(env_id, n_envs)
+    policy = policy if policy is not None else make_policy(envs, hidden)
+    value_fn = make_value_function(envs, hidden)
+    vf_optimizer = torch.optim.Adam(value_fn.parameters(), lr=vf_learning_rate)
+    result = TrainingResult(policy, value_fn)
+    timesteps, start = 0, time.perf_counter()
+    for iteration in range(n_iterations):
+        batch = collect_episodes(envs, policy, gamma, seed=seed if iteration == 0 else None)
+        with torch.no_grad():
+            values = value_fn(batch.obs).squeeze(-1)
+        advantages = baseline_advantages(batch.returns, values, normalize_advantage)
+        info = trpo_step(policy, batch.obs, batch.actions, advantages, delta=delta,
+                         cg_iters=cg_iters, damping=damping)
+        fit_value_function(value_fn, vf_optimizer, batch.obs, batch.returns, vf_iters)
+        timesteps += batch.n_steps
+        result.history.append(iteration_stats(
+            iteration, timesteps, batch, start, kl=info.kl, step_size=info.step_size,
+            backtracks=info.backtracks, accepted=info.accepted))
+        if total_timesteps is not None and timesteps >= total_timesteps:
+            break
+    envs.close()
+    return result

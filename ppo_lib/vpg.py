@@ -1,0 +1,250 @@
+"""Vanilla policy gradient (REINFORCE), with an optional learned baseline (lesson 01).
+
+The algorithm box (Williams 1992; Spinning Up's "VPG"):
+
+    for iteration k = 0, 1, ...:
+        1. run the policy pi_theta for one episode in each of N envs       collect_episodes
+        2. reward-to-go  G_t = sum_{t' >= t} gamma^(t'-t) r_t'               (inside it)
+        3. advantages    A_t = G_t - V(s_t)   (V = 0 without a baseline)     baseline_advantages
+        4. one gradient step on  L^PG = -mean_t log pi_theta(a_t|s_t) A_t    policy_update
+        5. fit V(s_t) to G_t by regression                                   fit_value_function
+
+The gradient of L^PG is (minus) the policy gradient theorem's estimate
+grad J = E[ grad log pi_theta(a_t|s_t) A_t ]. Nothing limits how far one step moves the
+policy: that is the collapse lesson 01 shows and lessons 02-03 fix.
+
+Policies here are plain ``nn.Module`` s mapping observations (B, obs_dim) to logits
+(B, n_actions); actions are drawn from ``Categorical(logits=...)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical
+
+from ._checks import check_in_range, check_positive_int, check_tensor
+from .losses import policy_gradient_loss
+from .returns import discounted_returns
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` between them (not after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def make_env(env_id: str = "CartPole-v1", n_envs: int = 16) -> gym.vector.VectorEnv:
+    """``n_envs`` copies of a discrete-action gymnasium env as one vector env."""
+    check_positive_int("n_envs", n_envs)
+    envs = gym.make_vec(env_id, num_envs=n_envs)
+    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+        raise ValueError(f"env_id must name an env with discrete actions (vpg uses a "
+                         f"categorical policy), got {env_id!r} with action space "
+                         f"{envs.single_action_space}")
+    return envs
+
+
+def make_policy(envs: gym.vector.VectorEnv, hidden: Sequence[int] = (32,)) -> nn.Sequential:
+    """An MLP from observations to one logit per action."""
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    return mlp([obs_dim, *hidden, int(envs.single_action_space.n)])
+
+
+def make_value_function(envs: gym.vector.VectorEnv,
+                        hidden: Sequence[int] = (32,)) -> nn.Sequential:
+    """An MLP from observations to one value V(s) (shape (B, 1); squeeze the last axis)."""
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    return mlp([obs_dim, *hidden, 1])
+
+
+def sample_actions(logits: Tensor) -> Tensor:
+    """One action per row drawn from Categorical(logits=logits) (shape (B,)).
+
+    The same distribution as ``Categorical(logits=logits).sample()``, about four times
+    faster for the tiny batches of a rollout (no argument validation).
+    """
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
+
+
+@dataclass
+class EpisodeBatch:
+    """Every step of N complete episodes, flattened to (B,) with B = total steps."""
+
+    obs: Tensor              # (B, obs_dim)  s_t
+    actions: Tensor          # (B,)          a_t
+    returns: Tensor          # (B,)          reward-to-go G_t
+    episode_returns: Tensor  # (N,)          undiscounted return of each episode
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def collect_episodes(envs: gym.vector.VectorEnv, policy: nn.Module, gamma: float = 0.99,
+                     seed: int | None = None, deterministic: bool = False) -> EpisodeBatch:
+    """Run ``policy`` for exactly one episode in each env of ``envs``.
+
+    Steps of an env after its episode ended are masked out (the vector env auto-resets,
+    and those steps belong to the next episode). Rewards after the end are zero, so a
+    backward discounted sum over the whole (T, N) block gives each step's reward-to-go.
+    A time-limit truncation (500 steps in CartPole-v1) ends the episode like a
+    termination here: REINFORCE estimates the return of whole, finite episodes.
+    """
+    check_in_range("gamma", gamma, 0.0, 1.0)
+    obs, _ = envs.reset(seed=seed)
+    alive = np.ones(envs.num_envs, dtype=bool)
+    obs_steps, action_steps, reward_steps, alive_steps = [], [], [], []
+    with torch.no_grad():
+        while alive.any():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32)
+            logits = policy(obs_t)
+            actions = logits.argmax(dim=-1) if deterministic else sample_actions(logits)
+            obs, rewards, terminated, truncated, _ = envs.step(actions.numpy())
+            obs_steps.append(obs_t)
+            action_steps.append(actions)
+            reward_steps.append(np.where(alive, rewards, 0.0))
+            alive_steps.append(alive.copy())
+            alive = alive & ~(terminated | truncated)
+    mask = torch.as_tensor(np.stack(alive_steps))                              # (T, N)
+    rewards = torch.as_tensor(np.stack(reward_steps), dtype=torch.float32)    # (T, N)
+    returns = discounted_returns(rewards, torch.zeros_like(rewards), gamma)   # (T, N)
+    return EpisodeBatch(obs=torch.stack(obs_steps)[mask], actions=torch.stack(action_steps)[mask],
+                        returns=returns[mask], episode_returns=rewards.sum(dim=0))
+
+
+def baseline_advantages(returns: Tensor, values: Tensor, normalize: bool = True) -> Tensor:
+    """REINFORCE advantages with a baseline (lesson 01, eq. 1.3).
+
+        A_t = G_t - V(s_t),   then, if ``normalize``,  A_t <- (A_t - mean A) / (std A + 1e-8)
+
+    The baseline V(s_t) is a constant for the policy gradient: no gradient flows through
+    it (subtracting it changes the variance of the estimate, not its mean).
+    """
+    check_tensor("returns", returns)
+    check_tensor("values", values)
+    if values.shape != returns.shape:
+        raise ValueError(f"values has shape {tuple(values.shape)} but returns has shape "
+                         f"{tuple(returns.shape)}; they must match")
+    advantages = returns - values.detach()
+    if normalize and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    return advantages
+
+
+def policy_update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: EpisodeBatch,
+                  advantages: Tensor) -> float:
+    """One gradient step on L^PG = -mean_t log pi_theta(a_t|s_t) A_t; returns L^PG."""
+    log_probs = Categorical(logits=policy(batch.obs)).log_prob(batch.actions)
+    loss = policy_gradient_loss(log_probs, advantages)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def fit_value_function(value_fn: nn.Module, optimizer: torch.optim.Optimizer, obs: Tensor,
+                       returns: Tensor, n_iters: int = 20) -> float:
+    """Regress V(s_t) on G_t with ``n_iters`` full-batch steps; returns the last MSE."""
+    for _ in range(n_iters):
+        loss = ((value_fn(obs).squeeze(-1) - returns) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+@dataclass
+class TrainingResult:
+    """A trained policy (and critic) with one row of statistics per iteration."""
+
+    policy: nn.Module
+    value_fn: nn.Module | None
+    history: list[dict] = field(default_factory=list)
+
+    def get(self, key: str) -> list:
+        """One column of ``history``, e.g. ``result.get("mean_return")``."""
+        return [row[key] for row in self.history]
+
+
+def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int = 16,
+              learning_rate: float = 1e-2, gamma: float = 0.99, baseline: bool = True,
+              normalize_advantage: bool = True, hidden: Sequence[int] = (32,),
+              vf_learning_rate: float = 1e-2, vf_iters: int = 20,
+              total_timesteps: int | None = None, seed: int = 0,
+              policy: nn.Module | None = None, value_fn: nn.Module | None = None,
+              optimizer: str = "adam") -> TrainingResult:
+    """REINFORCE: ``n_iterations`` of (``n_envs`` episodes, one policy step).
+
+    ``policy`` / ``value_fn`` continue training existing networks (else new ones, seeded).
+    ``optimizer`` is "adam" or "sgd" (plain gradient descent, step = learning_rate * grad).
+    Stops early once ``total_timesteps`` env steps have been used, if given.
+    History rows: iteration, timesteps (cumulative), mean_return, min_return, max_return,
+    n_episodes, policy_loss, time (seconds since start).
+    """
+    check_positive_int("n_iterations", n_iterations)
+    check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if total_timesteps is not None:
+        check_positive_int("total_timesteps", total_timesteps)
+    torch.manual_seed(seed)
+    envs = make_env(env_id, n_envs)
+    policy = policy if policy is not None else make_policy(envs, hidden)
+    if baseline and value_fn is None:
+        value_fn = make_value_function(envs, hidden)
+    optimizer_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    pi_optimizer = optimizer_cls(policy.parameters(), lr=learning_rate)
+    vf_optimizer = torch.optim.Adam(value_fn.parameters(), lr=vf_learning_rate) if baseline else None
+    result = TrainingResult(policy, value_fn if baseline else None)
+    timesteps, start = 0, time.perf_counter()
+    for iteration in range(n_iterations):
+        batch = collect_episodes(envs, policy, gamma, seed=seed if iteration == 0 else None)
+        with torch.no_grad():
+            values = (value_fn(batch.obs).squeeze(-1) if baseline
+                      else torch.zeros_like(batch.returns))
+        advantages = baseline_advantages(batch.returns, values, normalize_advantage)
+        loss = policy_update(policy, pi_optimizer, batch, advantages)
+        if baseline:
+            fit_value_function(value_fn, vf_optimizer, batch.obs, batch.returns, vf_iters)
+        timesteps += batch.n_steps
+        result.history.append(iteration_stats(iteration, timesteps, batch, start,
+                                              policy_loss=loss))
+        if total_timesteps is not None and timesteps >= total_timesteps:
+            break
+    envs.close()
+    return result
+
+
+def iteration_stats(iteration: int, timesteps: int, batch: EpisodeBatch, start: float,
+                    **extra: float) -> dict:
+    """One history row (shared by ``train_vpg`` and ``ppo_lib.trpo.train_trpo``)."""
+    episode_returns = batch.episode_returns
+    return dict(iteration=iteration, timesteps=timesteps,
+                mean_return=episode_returns.mean().item(),
+                min_return=episode_returns.min().item(),
+                max_return=episode_returns.max().item(),
+                n_episodes=int(episode_returns.numel()),
+                time=time.perf_counter() - start, **extra)
+
+
+def evaluate(policy: nn.Module, env_id: str = "CartPole-v1", n_episodes: int = 20,
+             seed: int = 0, deterministic: bool = False) -> Tensor:
+    """Undiscounted returns of ``n_episodes`` episodes of ``policy`` (seeded), shape (n_episodes,)."""
+    check_positive_int("n_episodes", n_episodes)
+    envs = make_env(env_id, n_episodes)
+    with torch.random.fork_rng():   # seeded, without disturbing the caller's random stream
+        torch.manual_seed(seed)
+        batch = collect_episodes(envs, policy, gamma=1.0, seed=seed, deterministic=deterministic)
+    envs.close()
+    return batch.episode_returns
