@@ -1,0 +1,348 @@
+"""Course tooling: one source for every lesson, and ``show_source`` for the notebooks.
+
+``solutions/NN_topic.ipynb`` is the single source of lesson NN. ``build`` writes
+``lessons/NN_topic.ipynb`` from it: every ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
+block becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError()`` (in markdown cells:
+``YOUR ANSWER HERE``), outputs and execution counts are cleared, and nbgrader's cell
+metadata (schema version 3) marks solution cells and the ``check("id", fn)`` test cells.
+The build is deterministic (same bytes every time) and idempotent.
+
+Command line (from the repository root)::
+
+    python -m ppo_lib.course build [NOTEBOOK...]     # solutions -> lessons
+    python -m ppo_lib.course build --check            # exit 1 if a lesson is out of date
+    python -m ppo_lib.course execute solutions/NN.ipynb [--timeout S]  # store outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import inspect
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT = PACKAGE_DIR.parent
+SOLUTIONS_DIR = ROOT / "solutions"
+LESSONS_DIR = ROOT / "lessons"
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+MARKDOWN_STUB = "YOUR ANSWER HERE"
+NBGRADER_SCHEMA_VERSION = 3
+# A graded test cell is a code cell that calls check("exercise_id", ...).
+CHECK_CALL = re.compile(r"""(?:^|[^\w.])(?:grading\.)?check\(\s*["']([\w.-]+)["']""", re.M)
+
+
+# ---------------------------------------------------------------------------------------
+# show_source
+
+
+def _source_location(obj: Any) -> str:
+    """'ppo_lib/returns.py, line 42' (relative to the repository when possible)."""
+    target = inspect.unwrap(obj)
+    try:
+        path = Path(inspect.getsourcefile(target) or inspect.getfile(target)).resolve()
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return "source location unknown"
+    for base in (ROOT, PACKAGE_DIR.parent):
+        try:
+            path = path.relative_to(base)
+            break
+        except ValueError:
+            continue
+    return f"{path.as_posix()}, line {line}"
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def show_source(obj: Any) -> None:
+    """Show the source code of a function or class, and where it lives.
+
+    In a notebook the code is syntax-highlighted (``IPython.display.Code``); elsewhere it
+    is printed as plain text. The first line names the file (relative to the repository)
+    and the line number, so a learner can open it: what is shown is what runs.
+    """
+    try:
+        source = inspect.getsource(inspect.unwrap(obj))
+    except (TypeError, OSError) as exc:
+        raise TypeError(f"show_source needs a function, class or module defined in a file, "
+                        f"got {obj!r} ({exc})") from None
+    name = getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))
+    module = getattr(obj, "__module__", None)
+    header = f"# {module + '.' if module and module != name else ''}{name}  ({_source_location(obj)})"
+    if _in_notebook():
+        from IPython.display import Code, display
+        display(Code(header + "\n" + source, language="python"))
+    else:
+        print(header)
+        print(source, end="" if source.endswith("\n") else "\n")
+
+
+# ---------------------------------------------------------------------------------------
+# build: solution -> lesson
+
+
+def _lines(source: str | list[str]) -> list[str]:
+    text = "".join(source) if isinstance(source, list) else source
+    return text.split("\n")
+
+
+def strip_solutions(source: str, cell_type: str = "code") -> str:
+    """Replace every BEGIN/END SOLUTION block of ``source`` with the stub, at the block's
+    indentation (nbgrader's convention). Raises ValueError on unbalanced markers."""
+    out: list[str] = []
+    inside = False
+    for number, line in enumerate(_lines(source), start=1):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            if inside:
+                raise ValueError(f"line {number}: {BEGIN} inside another solution block")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            if cell_type == "code":
+                out.extend(indent + stub for stub in CODE_STUB)
+            else:
+                out.append(indent + MARKDOWN_STUB)
+        elif stripped.startswith(END):
+            if not inside:
+                raise ValueError(f"line {number}: {END} without {BEGIN}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN} without {END}")
+    return "\n".join(out)
+
+
+def remove_markers(source: str) -> str:
+    """The solution's text without the marker lines (what runs in the solution)."""
+    return "\n".join(line for line in _lines(source)
+                     if not line.strip().startswith((BEGIN, END)))
+
+
+def _has_solution(source: str) -> bool:
+    return any(line.strip().startswith(BEGIN) for line in _lines(source))
+
+
+def graded_ids(source: str) -> list[str]:
+    """Exercise ids of the ``check("id", fn)`` calls in a cell's source."""
+    return CHECK_CALL.findall("".join(source) if isinstance(source, list) else source)
+
+
+def _cell_id(notebook_stem: str, index: int, cell: dict) -> str:
+    """A stable nbformat 4.5 cell id: the solution's own id if valid, else derived."""
+    cell_id = cell.get("id")
+    if isinstance(cell_id, str) and re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", cell_id):
+        return cell_id
+    digest = hashlib.sha1(f"{notebook_stem}:{index}".encode()).hexdigest()
+    return digest[:12]
+
+
+def _nbgrader_metadata(stem: str, index: int, cell: dict) -> dict | None:
+    """nbgrader (schema v3) metadata for a solution or autograded test cell, else None."""
+    source = "".join(cell.get("source", ""))
+    if cell["cell_type"] == "code" and graded_ids(source):
+        ids = graded_ids(source)
+        return {"grade": True, "grade_id": f"check_{'_'.join(ids)}", "locked": True,
+                "points": len(ids), "schema_version": NBGRADER_SCHEMA_VERSION,
+                "solution": False, "task": False}
+    if _has_solution(source):
+        return {"grade": False, "grade_id": f"cell_{stem}_{index:02d}", "locked": False,
+                "schema_version": NBGRADER_SCHEMA_VERSION, "solution": True, "task": False}
+    return None
+
+
+def _with_unique_grade_ids(cells: list[dict]) -> None:
+    seen: dict[str, int] = {}
+    for cell in cells:
+        meta = cell["metadata"].get("nbgrader")
+        if not meta:
+            continue
+        base = meta["grade_id"]
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:
+            meta["grade_id"] = f"{base}_{seen[base]}"
+
+
+def _clean_metadata(metadata: dict) -> dict:
+    """Cell metadata without execution timings and collapsed/scroll state."""
+    return {k: v for k, v in metadata.items() if k not in ("execution", "collapsed",
+                                                            "scrolled", "ExecuteTime")}
+
+
+def solution_metadata(nb: dict, stem: str) -> dict:
+    """``nb`` with nbgrader metadata and stable ids set on its cells (solutions keep them)."""
+    nb = copy.deepcopy(nb)
+    for index, cell in enumerate(nb["cells"]):
+        cell["id"] = _cell_id(stem, index, cell)
+        meta = cell.setdefault("metadata", {})
+        meta.pop("nbgrader", None)
+        grader = _nbgrader_metadata(stem, index, cell)
+        if grader:
+            meta["nbgrader"] = grader
+    _with_unique_grade_ids(nb["cells"])
+    return nb
+
+
+def build_lesson(solution: dict, stem: str) -> dict:
+    """The lesson notebook (a dict in nbformat 4.5) built from a solution notebook."""
+    nb = solution_metadata(solution, stem)
+    for cell in nb["cells"]:
+        source = "".join(cell.get("source", ""))
+        if _has_solution(source):
+            source = strip_solutions(source, cell["cell_type"])
+        cell["source"] = source
+        cell["metadata"] = _clean_metadata(cell.get("metadata", {}))
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        if not cell.get("attachments"):
+            cell.pop("attachments", None)
+    nb["nbformat"], nb["nbformat_minor"] = 4, 5
+    metadata = nb.setdefault("metadata", {})
+    metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                              "name": "python3"}
+    metadata.pop("widgets", None)  # stored widget state belongs to the executed solution
+    return nb
+
+
+def dumps(nb: dict) -> str:
+    """Deterministic JSON text: sorted keys, one-space indent as Jupyter writes, newline."""
+    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def _read(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def solution_paths(names: list[str] | None = None) -> list[Path]:
+    """Solution notebooks: the given ones (paths or bare names), else all of solutions/."""
+    if not names:
+        return sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    paths = []
+    for name in names:
+        path = Path(name)
+        if not path.exists():
+            path = SOLUTIONS_DIR / Path(name).name
+        if not path.exists():
+            raise FileNotFoundError(f"no solution notebook {name!r} (looked in {SOLUTIONS_DIR})")
+        paths.append(path.resolve())
+    return paths
+
+
+def lesson_path(solution_path: Path) -> Path:
+    return LESSONS_DIR / solution_path.name
+
+
+def expected_lesson_text(solution_path: Path) -> str:
+    """What ``build`` writes for this solution (the drift test compares with it)."""
+    return dumps(build_lesson(_read(solution_path), solution_path.stem))
+
+
+def stale_lessons(names: list[str] | None = None) -> list[Path]:
+    """Lessons that are missing or differ from what ``build`` makes of their solution."""
+    stale = []
+    for solution in solution_paths(names):
+        lesson = lesson_path(solution)
+        if not lesson.exists() or lesson.read_text(encoding="utf-8") != expected_lesson_text(solution):
+            stale.append(lesson)
+    return stale
+
+
+def build(names: list[str] | None = None, lessons_dir: Path | None = None) -> list[Path]:
+    """Write the lessons of the given solutions (all by default); return the paths written.
+    A lesson already up to date is not rewritten (its mtime stays)."""
+    out_dir = Path(lessons_dir) if lessons_dir else LESSONS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for solution in solution_paths(names):
+        text = expected_lesson_text(solution)
+        target = out_dir / solution.name
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+        written.append(target)
+    return written
+
+
+# ---------------------------------------------------------------------------------------
+# execute: store a solution's outputs
+
+
+def execute(path: str | Path, timeout: float = 600, kernel_name: str = "python3") -> None:
+    """Execute a notebook in place with nbclient: fresh kernel, cwd = its folder.
+
+    Solutions also get their nbgrader metadata and stable cell ids, so that the stored
+    file is what ``build`` reads."""
+    import nbclient
+    import nbformat
+
+    path = Path(path).resolve()
+    nb = nbformat.reads(json.dumps(solution_metadata(_read(path), path.stem)), as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    data = json.loads(nbformat.writes(nb))
+    for cell in data["cells"]:
+        cell["metadata"] = _clean_metadata(cell.get("metadata", {}))
+    path.write_text(dumps(data), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ppo_lib.course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p_build = commands.add_parser("build", help="write lessons/ from solutions/")
+    p_build.add_argument("notebooks", nargs="*", help="solution notebooks (default: all)")
+    p_build.add_argument("--check", action="store_true",
+                         help="write nothing; exit 1 listing lessons that differ from the build")
+    p_exec = commands.add_parser("execute", help="execute solution notebooks in place")
+    p_exec.add_argument("notebooks", nargs="+")
+    p_exec.add_argument("--timeout", type=float, default=600,
+                        help="seconds per cell (default 600)")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "build" and args.check:
+            stale = stale_lessons(args.notebooks)
+            for lesson in stale:
+                print(f"out of date: {os.path.relpath(lesson)} "
+                      f"(run: python -m ppo_lib.course build)")
+            if not stale:
+                print("lessons are up to date")
+            return 1 if stale else 0
+        if args.command == "build":
+            for path in build(args.notebooks):
+                print(f"wrote {os.path.relpath(path)}")
+            return 0
+        for name in args.notebooks:
+            print(f"executing {name} ...", flush=True)
+            execute(name, timeout=args.timeout)
+        return 0
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
