@@ -9,7 +9,8 @@ import torch
 from ..grading import Case, Exercise, Mistake, register
 
 # ---------------------------------------------------------------------------------------
-# diagnose_runs (kind "value"): the learner maps each broken run of the lesson to its problem.
+# diagnose_runs: the learner's function diagnose_runs() returns a dict mapping each broken run
+# of the lesson to its problem (a function, so that the unfinished lesson still runs).
 
 PROBLEMS = ("learning rate too high", "updates too timid", "critic broken", "healthy")
 
@@ -57,26 +58,34 @@ def _diagnose_runs_cases() -> list[Case]:
     return cases
 
 
+def _answer(answer: Any):
+    return lambda: answer
+
+
+def diagnose_runs() -> dict[str, str]:
+    """The reference: run name -> problem, one of PROBLEMS."""
+    return dict(DIAGNOSE_RUNS_ANSWER)
+
+
 def _diagnose_runs_mistakes() -> list[Mistake]:
     right = DIAGNOSE_RUNS_ANSWER
     return [
-        Mistake("not answered yet", None),
-        Mistake("a label outside the list", {**right, "A": "too slow"}),
-        Mistake("a run left out", {"A": right["A"], "B": right["B"]}),
+        Mistake("not answered yet", _answer(None)),
+        Mistake("a label outside the list", _answer({**right, "A": "too slow"})),
+        Mistake("a run left out", _answer({"A": right["A"], "B": right["B"]})),
         Mistake("timid and too-high learning rate swapped",
-                {**right, "A": right["C"], "C": right["A"]}),
-        Mistake("the broken critic called healthy", {**right, "B": "healthy"}),
+                _answer({**right, "A": right["C"], "C": right["A"]})),
+        Mistake("the broken critic called healthy", _answer({**right, "B": "healthy"})),
         Mistake("the broken critic taken for a too-high learning rate",
-                {**right, "B": "learning rate too high"}),
+                _answer({**right, "B": "learning rate too high"})),
         Mistake("everything blamed on the learning rate",
-                {run: "learning rate too high" for run in right}),
+                _answer({run: "learning rate too high" for run in right})),
     ]
 
 
 register(Exercise(
     id="diagnose_runs", lesson="07", title="Diagnose three broken runs from their metrics",
-    cases=_diagnose_runs_cases, reference=DIAGNOSE_RUNS_ANSWER,
-    mistakes=_diagnose_runs_mistakes, kind="value"))
+    cases=_diagnose_runs_cases, reference=diagnose_runs, mistakes=_diagnose_runs_mistakes))
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""Small multi-seed runs and sweeps that return data for plots (lessons 07 and 08).
+
+A *trainer* here is any function ``train(config, seed) -> (rows, seconds)`` that trains one
+run and returns its logger rows (one dict per update, SB3 keys) and its wall time.
+``train_ppo_lib`` and ``train_sb3`` are two, to be bound to an env and a budget with
+``functools.partial``:
+
+    train = partial(train_ppo_lib, env_id="CartPole-v1", total_timesteps=15_000)
+    curves = run_seeds(train, config, seeds=[0, 1, 2], grid=np.linspace(0, 15_000, 31))
+    mean, low, high = band(curves.values)
+
+Nothing here plots; ``Curves`` holds arrays and the notebook draws them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_in_range
+
+Rows = list[dict[str, float]]
+Trainer = Callable[[Mapping[str, Any], int], tuple[Rows, float]]
+
+# Lesson 07's three broken runs on CartPole-v1 (which is which is the exercise
+# ``diagnose_runs``; the healthy baseline is ``HEALTHY``).
+HEALTHY = dict(n_envs=8, n_steps=32, batch_size=256, n_epochs=20, learning_rate=1e-3,
+               gamma=0.98, gae_lambda=0.8, clip_range=0.2, ent_coef=0.0)
+BROKEN_RUNS: dict[str, dict[str, Any]] = {
+    "A": dict(HEALTHY, learning_rate=1e-6, n_epochs=1),                       # timid
+    "B": dict(HEALTHY, vf_coef=0.0),                                         # no critic
+    "C": dict(HEALTHY, learning_rate=0.05, n_epochs=30, batch_size=32,       # too large
+              clip_range=0.9),
+}
+
+
+@dataclass
+class Curves:
+    """One configuration over several seeds, on a common grid of time steps."""
+
+    steps: np.ndarray                 # (P,) time steps of the grid
+    values: np.ndarray                # (S, P) the metric per seed (NaN before it exists)
+    seconds: np.ndarray               # (S,) wall time of each run
+    rows: list[Rows] = field(default_factory=list)   # each seed's logger rows
+
+    def final(self, last: int = 1) -> np.ndarray:
+        """Each seed's mean over its last ``last`` grid points, shape (S,)."""
+        return np.nanmean(self.values[:, -last:], axis=1)
+
+
+def on_grid(rows: Sequence[Mapping[str, float]], key: str, grid: np.ndarray,
+            step_key: str = "time/total_timesteps") -> np.ndarray:
+    """A logged metric as a step function of time steps, read at each grid point: the last
+    value logged at or before it (NaN before the first)."""
+    pairs = [(row[step_key], row[key]) for row in rows
+             if row.get(key) is not None and row.get(step_key) is not None]
+    out = np.full(len(grid), np.nan)
+    if not pairs:
+        return out
+    steps, values = np.array(pairs, dtype=np.float64).T
+    index = np.searchsorted(steps, np.asarray(grid, dtype=np.float64), side="right") - 1
+    seen = index >= 0
+    out[seen] = values[index[seen]]
+    return out
+
+
+def train_ppo_lib(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-v1",
+                  total_timesteps: int = 15_000) -> tuple[Rows, float]:
+    """Train ppo_lib's PPO(**config) for ``total_timesteps``; its logger rows and seconds."""
+    from .ppo import PPO
+
+    start = time.perf_counter()
+    model = PPO("MlpPolicy", env_id, seed=seed, **config)
+    model.learn(total_timesteps)
+    return [dict(row) for row in model.logger.rows], time.perf_counter() - start
+
+
+def train_sb3(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-v1",
+              total_timesteps: int = 15_000) -> tuple[Rows, float]:
+    """Train Stable-Baselines3's PPO on the same ppo_lib configuration (mapped by
+    ``sb3_compat``); rows recorded per update with ``SB3LogRecorder``."""
+    from .sb3_compat import SB3LogRecorder, make_sb3
+
+    start = time.perf_counter()
+    model = make_sb3(config, env_id, seed=seed, device="cpu")
+    recorder = SB3LogRecorder()
+    model.learn(total_timesteps, callback=recorder)
+    return recorder.rows, time.perf_counter() - start
+
+
+def run_seeds(train: Trainer, config: Mapping[str, Any], seeds: Iterable[int],
+              grid: np.ndarray, key: str = "rollout/ep_rew_mean",
+              progress: Any = None) -> Curves:
+    """``train(config, seed)`` for every seed, the metric ``key`` read on ``grid``.
+    ``progress`` (e.g. a tqdm bar) gets ``update(1)`` after each run."""
+    grid = np.asarray(grid, dtype=np.float64)
+    all_rows, values, seconds = [], [], []
+    for seed in seeds:
+        rows, elapsed = train(config, seed)
+        all_rows.append(rows)
+        values.append(on_grid(rows, key, grid))
+        seconds.append(elapsed)
+        if progress is not None:
+            progress.update(1)
+    if not values:
+        raise ValueError("seeds is empty; expected at least one seed")
+    return Curves(grid, np.stack(values), np.array(seconds), all_rows)
+
+
+def sweep(train: Trainer, base_config: Mapping[str, Any],
+          grid_of_values: Mapping[str, Sequence[Any]], seeds: Sequence[int],
+          grid: np.ndarray, key: str = "rollout/ep_rew_mean",
+          progress: Any = None) -> dict[str, dict[Any, Curves]]:
+    """One parameter at a time around ``base_config``: ``{param: {value: Curves}}``.
+
+    A value equal to the base config's is trained once and shared by every parameter.
+    """
+    base_curves = None
+    out: dict[str, dict[Any, Curves]] = {}
+    for param, values in grid_of_values.items():
+        out[param] = {}
+        for value in values:
+            is_base = param in base_config and base_config[param] == value
+            if is_base and base_curves is not None:
+                out[param][value] = base_curves
+                if progress is not None:
+                    progress.update(len(seeds))
+                continue
+            curves = run_seeds(train, {**base_config, param: value}, seeds, grid, key,
+                               progress)
+            if is_base:
+                base_curves = curves
+            out[param][value] = curves
+    return out
+
+
+def sweep_runs(base_config: Mapping[str, Any], grid_of_values: Mapping[str, Sequence[Any]],
+               n_seeds: int) -> int:
+    """How many training runs ``sweep`` makes (for a progress bar's total)."""
+    distinct = sum(1 for param, values in grid_of_values.items() for value in values
+                   if not (param in base_config and base_config[param] == value))
+    shared = any(param in base_config and base_config[param] == value
+                 for param, values in grid_of_values.items() for value in values)
+    return (distinct + int(shared)) * n_seeds
+
+
+def band(values: np.ndarray, kind: str = "std", level: float = 0.95, n_boot: int = 2000,
+         seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (axis 0) and a band around it: ``kind="std"`` gives mean +- one
+    standard deviation, ``kind="ci"`` a bootstrap confidence interval of the mean at
+    ``level`` (percentile method, resampling seeds, fixed ``seed``)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must have shape (seeds, points), got shape {values.shape}")
+    mean = np.nanmean(values, axis=0)
+    if kind == "std":
+        std = np.nanstd(values, axis=0)
+        return mean, mean - std, mean + std
+    if kind == "ci":
+        check_in_range("level", level, 0.0, 1.0, low_open=True, high_open=True)
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(0, values.shape[0], size=(n_boot, values.shape[0]))
+        means = np.nanmean(values[picks], axis=1)           # (n_boot, P)
+        tail = (1 - level) / 2 * 100
+        low, high = np.nanpercentile(means, [tail, 100 - tail], axis=0)
+        return mean, low, high
+    raise ValueError(f"kind must be 'std' or 'ci', got {kind!r}")
