@@ -20,7 +20,7 @@ Policies here are plain ``nn.Module`` s mapping observations (B, obs_dim) to log
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -143,10 +143,10 @@ def baseline_advantages(returns: Tensor, values: Tensor, normalize: bool = True)
 
 
 def policy_update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: EpisodeBatch,
-                  advantages: Tensor) -> float:
+                  advantages: Tensor, loss_fn: Callable = policy_gradient_loss) -> float:
     """One gradient step on L^PG = -mean_t log pi_theta(a_t|s_t) A_t; returns L^PG."""
     log_probs = Categorical(logits=policy(batch.obs)).log_prob(batch.actions)
-    loss = policy_gradient_loss(log_probs, advantages)
+    loss = loss_fn(log_probs, advantages)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -183,12 +183,15 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
               vf_learning_rate: float = 1e-2, vf_iters: int = 20,
               total_timesteps: int | None = None, seed: int = 0,
               policy: nn.Module | None = None, value_fn: nn.Module | None = None,
-              optimizer: str = "adam") -> TrainingResult:
+              optimizer: str = "adam", loss_fn: Callable = policy_gradient_loss,
+              advantage_fn: Callable | None = None) -> TrainingResult:
     """REINFORCE: ``n_iterations`` of (``n_envs`` episodes, one policy step).
 
     ``policy`` / ``value_fn`` continue training existing networks (else new ones, seeded).
     ``optimizer`` is "adam" or "sgd" (plain gradient descent, step = learning_rate * grad).
     Stops early once ``total_timesteps`` env steps have been used, if given.
+    ``loss_fn`` (signature of ``ppo_lib.losses.policy_gradient_loss``) and ``advantage_fn``
+    (signature of ``baseline_advantages``) swap in the learner's own pieces (lesson 01).
     History rows: iteration, timesteps (cumulative), mean_return, min_return, max_return,
     n_episodes, policy_loss, time (seconds since start).
     """
@@ -198,6 +201,7 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if total_timesteps is not None:
         check_positive_int("total_timesteps", total_timesteps)
+    advantage_fn = advantage_fn if advantage_fn is not None else baseline_advantages
     torch.manual_seed(seed)
     envs = make_env(env_id, n_envs)
     policy = policy if policy is not None else make_policy(envs, hidden)
@@ -213,8 +217,8 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
         with torch.no_grad():
             values = (value_fn(batch.obs).squeeze(-1) if baseline
                       else torch.zeros_like(batch.returns))
-        advantages = baseline_advantages(batch.returns, values, normalize_advantage)
-        loss = policy_update(policy, pi_optimizer, batch, advantages)
+        advantages = advantage_fn(batch.returns, values, normalize_advantage)
+        loss = policy_update(policy, pi_optimizer, batch, advantages, loss_fn)
         if baseline:
             fit_value_function(value_fn, vf_optimizer, batch.obs, batch.returns, vf_iters)
         timesteps += batch.n_steps
