@@ -1,0 +1,54 @@
+"""Lesson 02's exercises: natural_gradient_step (here) and the core ids it grades."""
+
+import pytest
+import torch
+
+from ppo_lib import grading
+from ppo_lib.exercises import lesson02  # noqa: F401  (registers natural_gradient_step)
+from ppo_lib.exercises.lesson02 import natural_gradient_step
+from ppo_lib.trpo import conjugate_gradient
+
+EXERCISE = grading.EXERCISES["natural_gradient_step"]
+
+
+def test_reference_passes():
+    assert EXERCISE.lesson == "02"
+    assert grading.check("natural_gradient_step", EXERCISE.reference)
+
+
+@pytest.mark.parametrize("mistake", EXERCISE.mistakes(), ids=lambda m: m.description)
+def test_mistake_rejected(mistake):
+    assert not grading.check("natural_gradient_step", mistake.answer)
+
+
+def test_reference_meets_the_quadratic_kl_with_equality():
+    torch.manual_seed(0)
+    m = torch.randn(4, 4, dtype=torch.float64)
+    fisher = m @ m.T + torch.eye(4, dtype=torch.float64)
+    g = torch.randn(4, dtype=torch.float64)
+    step = natural_gradient_step(g, fisher, 0.03)
+    assert (0.5 * step @ fisher @ step).item() == pytest.approx(0.03)
+    # ... and agrees with what trpo_step computes with conjugate gradient (F known via F v).
+    x = conjugate_gradient(fisher.__matmul__, g, iters=20, tol=0.0)
+    torch.testing.assert_close(torch.sqrt(2 * 0.03 / (x @ fisher @ x)) * x, step)
+
+
+def test_a_step_via_an_explicit_inverse_passes():
+    def mine(g, fisher, delta):
+        x = torch.linalg.inv(fisher) @ g
+        return (2 * delta / (g @ x)) ** 0.5 * x
+    assert grading.check("natural_gradient_step", mine)
+
+
+def test_lesson_02_grades_three_exercises():
+    grading._load_exercises()
+    ids = {e.id for e in grading.EXERCISES.values() if e.lesson == "02"}
+    assert {"kl_categorical", "conjugate_gradient", "natural_gradient_step"} <= ids
+
+
+@pytest.mark.parametrize("description, words", [
+    ("plain gradient direction g", "F^-1 g"), ("no square root", "square root")])
+def test_hints_name_the_mistake(capsys, description, words):
+    wrong = next(m.answer for m in EXERCISE.mistakes() if m.description == description)
+    assert not grading.check("natural_gradient_step", wrong)
+    assert words in capsys.readouterr().out
