@@ -1,0 +1,61 @@
+"""Log-probabilities and entropies of the two policy distributions PPO uses (lesson 06).
+
+Pure functions of tensors, equal to ``torch.distributions.Categorical(logits=...)`` and
+``torch.distributions.Normal(mean, exp(log_std))`` (tested), but without building a
+distribution object on every call: the policies call these on their hot path.
+
+Symbols: logits z (B, n_actions); mean mu (B, action_dim); log_std log sigma (action_dim,)
+or (B, action_dim); actions a.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def categorical_log_prob(logits: Tensor, actions: Tensor) -> Tensor:
+    """log pi(a|s) = z_a - logsumexp(z)   -> (B,).
+
+    From logits, never from softmax probabilities: log(softmax(z)) underflows to -inf for
+    very unlikely actions (the source notes' error 8).
+    """
+    log_pi = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return log_pi.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """H = -sum_a pi(a|s) log pi(a|s), summed over actions, one per state   -> (B,).
+
+    (A mean over actions would be the source notes' error 3.)
+    """
+    log_pi = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return -(log_pi.exp() * log_pi).sum(-1)
+
+
+def categorical_sample(logits: Tensor) -> Tensor:
+    """Draw a ~ pi(.|s) by the Gumbel-max trick: argmax(z + Gumbel noise)   -> (B,) int64.
+
+    Same distribution as ``Categorical(logits=z).sample()`` (a different random stream).
+    """
+    u = torch.rand_like(logits).clamp_(min=1e-20)
+    return (logits - torch.log(-torch.log(u))).argmax(-1)
+
+
+def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
+    """Diagonal Gaussian log-density, summed over action dimensions   -> (B,).
+
+        log pi(a|s) = sum_j [ -(a_j - mu_j)^2 / (2 sigma_j^2) - log sigma_j - log sqrt(2 pi) ]
+    """
+    log_std = log_std.expand_as(mean)
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z * z - log_std - LOG_SQRT_2PI).sum(-1)
+
+
+def gaussian_entropy(log_std: Tensor) -> Tensor:
+    """H = sum_j [ 1/2 + log sqrt(2 pi) + log sigma_j ], summed over the last axis."""
+    return (0.5 + LOG_SQRT_2PI + log_std).sum(-1)

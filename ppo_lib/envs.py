@@ -1,0 +1,328 @@
+"""Vector environments: N copies of an env stepped in lockstep (lessons 05 and 07).
+
+``VecEnv`` is SB3's ``DummyVecEnv`` idea in a few lines: the envs run one after another in
+this process (for small envs such as CartPole that is faster than subprocesses), and an
+env whose episode ended is reset *in the same step*, its last observation handed back in
+``infos["final_obs"]`` (gymnasium's ``AutoresetMode.SAME_STEP`` convention). The trainer
+needs that final observation to bootstrap time-limit truncations (the notes' error 6).
+
+It also keeps the episode statistics (returns and lengths of finished episodes, of the raw
+rewards) and can save and restore its state for an exact resume (``get_state``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+EnvLike = "str | gym.Env | Sequence[Callable[[], gym.Env]] | VecEnv"
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space,
+                 flat_obs: bool = True) -> None:
+    """Refuse spaces the trainer cannot handle, naming the space and what works.
+
+    ``flat_obs``: the MLP policies need a flat Box observation (custom policy classes, e.g.
+    a CNN for images, take any Box).
+    """
+    if not isinstance(observation_space, spaces.Box):
+        raise ValueError(f"observation space {observation_space} is not supported: ppo_lib "
+                         f"needs a Box observation space (flatten Dict/Tuple/Discrete "
+                         f"observations first, e.g. gymnasium.wrappers.FlattenObservation)")
+    if flat_obs and len(observation_space.shape) != 1:
+        raise ValueError(f"observation space {observation_space} is not flat: \"MlpPolicy\" "
+                         f"needs a Box of shape (obs_dim,); for images pass a CNN policy "
+                         f"class (ppo_lib.atari.NatureCNNActorCritic), or flatten the "
+                         f"observations (gymnasium.wrappers.FlattenObservation)")
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+        raise ValueError(f"action space {action_space} is not supported: ppo_lib supports "
+                         f"Discrete and Box action spaces")
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) != 1:
+        raise ValueError(f"action space {action_space} is not supported: Box actions must be "
+                         f"flat, shape (action_dim,)")
+
+
+class EnvFactory:
+    """A picklable zero-argument factory ``gym.make(env_id, **env_kwargs)``."""
+
+    def __init__(self, env_id: str, env_kwargs: dict | None = None,
+                 wrapper_class: Callable[[gym.Env], gym.Env] | None = None):
+        self.env_id, self.env_kwargs, self.wrapper_class = env_id, env_kwargs or {}, wrapper_class
+
+    def __call__(self) -> gym.Env:
+        env = gym.make(self.env_id, **self.env_kwargs)
+        return self.wrapper_class(env) if self.wrapper_class is not None else env
+
+    def __repr__(self) -> str:
+        return f"gym.make({self.env_id!r})"
+
+
+class VecEnv:
+    """``n_envs`` envs stepped in lockstep, each reset in the step its episode ends.
+
+    ``step(actions) -> obs, rewards, terminated, truncated, infos`` with arrays of shape
+    (n_envs, ...); ``infos["final_obs"]`` holds, where ``infos["_final_obs"]`` is True, the
+    last observation of the episode that just ended (``obs`` there is already the first
+    observation of the next episode). ``infos["episode_return"]`` / ``"episode_length"`` are
+    set where an episode ended. Env i is seeded with seed + i on the first reset.
+    """
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], seed: int | None = None,
+                 stats_window: int = 100):
+        if len(env_fns) == 0:
+            raise ValueError("env_fns must hold at least one env factory, got an empty list")
+        self.envs = [fn() for fn in env_fns]
+        self.num_envs = len(self.envs)
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self.seed = seed
+        self.spec = self.envs[0].spec
+        self._discrete = isinstance(self.action_space, spaces.Discrete)
+        dtype = self.observation_space.dtype
+        self._obs = np.zeros((self.num_envs, *self.observation_space.shape), dtype=dtype)
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self.episode_returns: deque[float] = deque(maxlen=stats_window)  # last finished ones
+        self.episode_lengths: deque[int] = deque(maxlen=stats_window)
+        self.episode_count = 0
+        self.last_obs: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        """Reset every env (seeded with seed + i if a seed was given) -> obs (n_envs, ...)."""
+        for i, env in enumerate(self.envs):
+            seed = None if self.seed is None else self.seed + i
+            self._obs[i], _ = env.reset(seed=seed)
+            if seed is not None:
+                env.action_space.seed(seed)
+        self.seed = None  # later resets continue each env's random stream
+        self._returns[:] = 0
+        self._lengths[:] = 0
+        self.last_obs = self._obs.copy()
+        return self.last_obs
+
+    def step(self, actions: np.ndarray):
+        n = self.num_envs
+        rewards = np.zeros(n, dtype=np.float32)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        ended = np.zeros(n, dtype=bool)
+        final_obs = None
+        ep_returns = np.zeros(n)
+        ep_lengths = np.zeros(n, dtype=np.int64)
+        actions = actions.tolist() if self._discrete else actions
+        for i, env in enumerate(self.envs):
+            obs, reward, term, trunc, _ = env.step(actions[i])
+            rewards[i], terminated[i], truncated[i] = reward, term, trunc
+            self._returns[i] += reward
+            self._lengths[i] += 1
+            if term or trunc:
+                if final_obs is None:
+                    final_obs = np.zeros_like(self._obs)
+                final_obs[i] = obs
+                ended[i] = True
+                ep_returns[i], ep_lengths[i] = self._returns[i], self._lengths[i]
+                self.episode_returns.append(float(self._returns[i]))
+                self.episode_lengths.append(int(self._lengths[i]))
+                self.episode_count += 1
+                self._returns[i], self._lengths[i] = 0.0, 0
+                obs, _ = env.reset()
+            self._obs[i] = obs
+        infos: dict[str, Any] = {"_final_obs": ended,
+                                 "final_obs": final_obs if final_obs is not None
+                                 else np.zeros_like(self._obs)}
+        if ended.any():
+            infos["episode_return"], infos["episode_length"] = ep_returns, ep_lengths
+        self.last_obs = self._obs.copy()
+        return self.last_obs, rewards, terminated, truncated, infos
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    # --- exact resume --------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """The vector env's state as plain data (numbers, arrays, lists, dicts).
+
+        Resumes exactly: envs whose whole state is ``unwrapped.state`` (classic control:
+        CartPole, Pendulum, MountainCar, Acrobot), MuJoCo envs (qpos, qvel), plus
+        TimeLimit's step counter and each env's random generator. Other envs (e.g. Atari,
+        whose emulator state is not saved) resume from a fresh reset seeded from the saved
+        generator: the trainer then continues correctly but not bit for bit.
+        """
+        return {
+            "last_obs": None if self.last_obs is None else self.last_obs.copy(),
+            "returns": self._returns.copy(), "lengths": self._lengths.copy(),
+            "episode_returns": list(self.episode_returns),
+            "episode_lengths": list(self.episode_lengths),
+            "episode_count": self.episode_count,
+            "envs": [_env_state(env) for env in self.envs],
+        }
+
+    def set_state(self, state: dict) -> bool:
+        """Restore ``get_state()``; returns True when every sub-env resumed exactly."""
+        self.reset()
+        exact = True
+        for env, env_state in zip(self.envs, state["envs"]):
+            exact &= _set_env_state(env, env_state)
+        if exact and state["last_obs"] is not None:
+            self._obs[:] = state["last_obs"]
+            self._returns[:] = state["returns"]
+            self._lengths[:] = state["lengths"]
+        self.last_obs = self._obs.copy()
+        self.episode_returns.extend(state["episode_returns"])
+        self.episode_lengths.extend(state["episode_lengths"])
+        self.episode_count = state["episode_count"]
+        return exact
+
+
+def _find_wrapper(env: gym.Env, cls: type) -> gym.Env | None:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, cls):
+            return env
+        env = env.env
+    return None
+
+
+def _env_state(env: gym.Env) -> dict:
+    u = env.unwrapped
+    state: dict[str, Any] = {"np_random": u.np_random.bit_generator.state,
+                             "action_space": env.action_space.np_random.bit_generator.state}
+    limit = _find_wrapper(env, gym.wrappers.TimeLimit)
+    if limit is not None:
+        state["elapsed_steps"] = limit._elapsed_steps
+    if hasattr(u, "set_state") and hasattr(u, "data"):  # MuJoCo
+        state["qpos"], state["qvel"] = u.data.qpos.copy(), u.data.qvel.copy()
+    elif isinstance(getattr(u, "state", None), np.ndarray):  # classic control
+        state["state"] = u.state.copy()
+        if hasattr(u, "steps_beyond_terminated"):
+            state["steps_beyond_terminated"] = u.steps_beyond_terminated
+        if hasattr(u, "last_u"):
+            state["last_u"] = u.last_u
+    return state
+
+
+def _set_env_state(env: gym.Env, state: dict) -> bool:
+    u = env.unwrapped
+    u.np_random.bit_generator.state = state["np_random"]
+    env.action_space.np_random.bit_generator.state = state["action_space"]
+    limit = _find_wrapper(env, gym.wrappers.TimeLimit)
+    if limit is not None and "elapsed_steps" in state:
+        limit._elapsed_steps = state["elapsed_steps"]
+    if "qpos" in state:
+        u.set_state(state["qpos"], state["qvel"])
+        return True
+    if "state" in state:
+        u.state = state["state"].copy()
+        for key in ("steps_beyond_terminated", "last_u"):
+            if key in state:
+                setattr(u, key, state[key])
+        return True
+    return False
+
+
+def make_vec_env(env, n_envs: int = 1, seed: int | None = None,
+                 env_kwargs: dict | None = None,
+                 wrapper_class: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
+    """A ``VecEnv`` from an env id, a gymnasium Env, a list of env factories or a VecEnv.
+
+    ``env``: ``"CartPole-v1"`` (``n_envs`` copies of ``gym.make``), an ``Env`` instance
+    (used as is; only with n_envs=1), a list of zero-argument factories (one env each;
+    ``n_envs`` is then their number), or a ``VecEnv`` (returned as is).
+    """
+    if isinstance(env, VecEnv):
+        return env
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+    if isinstance(env, str):
+        fns = [EnvFactory(env, env_kwargs, wrapper_class) for _ in range(n_envs)]
+    elif isinstance(env, gym.Env):
+        if n_envs != 1:
+            if env.spec is None:
+                raise ValueError(f"n_envs={n_envs} copies of an env instance cannot be made: "
+                                 f"pass an env id string or a list of env factories")
+            fns = [EnvFactory(env.spec.id, env.spec.kwargs, wrapper_class)
+                   for _ in range(n_envs)]
+        else:
+            fns = [lambda: env]
+    elif isinstance(env, (list, tuple)) and all(callable(f) for f in env):
+        fns = list(env)
+    elif callable(env):
+        fns = [env for _ in range(n_envs)]
+    else:
+        raise ValueError(f"env must be an env id string, a gymnasium Env, a list of env "
+                         f"factories or a VecEnv, got {env!r}")
+    return VecEnv(fns, seed=seed)
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of arrays (parallel algorithm of Chan et al.,
+    as SB3's ``RunningMeanStd``; starts at mean 0, var 1, count 1e-4)."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, batch_count = np.mean(x, axis=0), np.var(x, axis=0), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.mean = self.mean + delta * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = (np.array(state["mean"]), np.array(state["var"]),
+                                           float(state["count"]))
+
+
+class Normalizer:
+    """Observation and reward normalisation as SB3's ``VecNormalize`` (defaults clip 10,
+    epsilon 1e-8): obs -> clip((obs - mean) / sqrt(var + eps), -10, 10); reward -> reward /
+    sqrt(Var(discounted return) + eps), clipped. The statistics update only while training.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], n_envs: int, gamma: float,
+                 normalize_obs: bool, normalize_reward: bool, clip_obs: float = 10.0,
+                 clip_reward: float = 10.0, epsilon: float = 1e-8):
+        self.normalize_obs, self.normalize_reward = normalize_obs, normalize_reward
+        self.obs_rms = RunningMeanStd(obs_shape)
+        self.ret_rms = RunningMeanStd(())
+        self.returns = np.zeros(n_envs)
+        self.gamma, self.clip_obs, self.clip_reward, self.epsilon = gamma, clip_obs, clip_reward, epsilon
+
+    def obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        if not self.normalize_obs:
+            return obs
+        if update:
+            self.obs_rms.update(obs)
+        scaled = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def reward(self, rewards: np.ndarray, dones: np.ndarray, update: bool = True) -> np.ndarray:
+        if not self.normalize_reward:
+            return rewards
+        if update:
+            self.returns = self.returns * self.gamma + rewards
+            self.ret_rms.update(self.returns)
+        scaled = rewards / np.sqrt(self.ret_rms.var + self.epsilon)
+        self.returns[dones] = 0.0
+        return np.clip(scaled, -self.clip_reward, self.clip_reward).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {"obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict(),
+                "returns": self.returns.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.ret_rms.load_state_dict(state["ret_rms"])
+        self.returns = np.array(state["returns"])

@@ -1,0 +1,597 @@
+"""Proximal Policy Optimization, shaped like Stable-Baselines3's ``PPO`` (lessons 05-08).
+
+One iteration of ``learn`` is the algorithm box of lesson 05:
+
+    1. collect_rollout      n_steps steps of n_envs envs with pi_old   (ppo_lib.rollout)
+    2. compute_advantages   GAE on the rollout                        (ppo_lib.returns.gae)
+    3. _update              n_epochs passes of minibatch SGD on the clipped loss
+                            (ppo_lib.losses.ppo_loss_terms), logged with SB3's keys
+
+Where this departs from the paper it follows SB3 (the reference learners will meet):
+advantages normalised per minibatch, Adam with eps=1e-5, gradient-norm clipping,
+time-limit truncations bootstrapped, target_kl stopping when approx_kl > 1.5 * target_kl.
+
+Save / load (``save``, ``PPO.load``): one file readable by ``torch.load(path,
+weights_only=True)``, plain data only. It holds the weights, the optimizer, the random
+states, the observation / reward normalisation and the env state, so that
+learn -> save -> load -> learn(reset_num_timesteps=False) gives the same result as learning
+without the pause (exact for classic-control and MuJoCo envs, see ``VecEnv.get_state``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from ._checks import check_in_range, check_positive_int
+from .callbacks import BaseCallback, as_callback
+from .diagnostics import clip_fraction, explained_variance
+from .envs import Normalizer, VecEnv, check_spaces, make_vec_env
+from .kl import approx_kl
+from .logger import Logger
+from .losses import ppo_loss_terms
+from .policies import clip_actions, policy_class_for
+from .returns import gae
+from .rollout import Rollout, collect_rollout, compute_advantages, minibatches
+from .schedules import as_schedule, schedule_from_dict, schedule_to_dict
+
+FILE_FORMAT = "ppo_lib.PPO"
+FILE_VERSION = 1
+
+# Hyperparameters saved with the model (all plain numbers / bools / None).
+_PLAIN_HPARAMS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
+                  "normalize_advantage", "ent_coef", "vf_coef", "max_grad_norm", "target_kl",
+                  "normalize_obs", "normalize_reward", "seed", "verbose")
+
+
+class PPO:
+    """PPO-Clip with SB3's arguments and defaults (see ``stable_baselines3.PPO``).
+
+    policy: "MlpPolicy" (Categorical or Gaussian MLP by the action space), "CnnPolicy"
+        (ppo_lib.atari.NatureCNNActorCritic) or an ActorCritic class.
+    env: an env id, a gymnasium Env, a list of env factories or a ppo_lib VecEnv.
+    n_envs: copies of the env when ``env`` is an id.
+    learning_rate, clip_range, clip_range_vf: a float or a function of progress_remaining
+        (1 at the start, 0 at the end); ``ppo_lib.schedules.linear_schedule`` saves as data.
+    n_steps: steps per env per rollout (rollout size n_steps * n_envs).
+    batch_size, n_epochs: minibatch size and passes over each rollout.
+    gamma, gae_lambda: discount and GAE lambda.
+    normalize_advantage: standardise advantages per minibatch.
+    ent_coef, vf_coef: weights c_2 and c_1 of the entropy bonus and value loss.
+    max_grad_norm: gradient norm clip.  target_kl: stop the epochs early when
+        approx_kl > 1.5 * target_kl.
+    normalize_obs, normalize_reward: running normalisation as SB3's VecNormalize, part of
+        the model (``predict`` takes raw observations).
+    advantage_fn: replaces ``ppo_lib.returns.gae`` (same signature).
+    loss_fn: replaces ``ppo_lib.losses.ppo_loss`` (same signature); the logged terms are
+        then the reference's, computed without gradient.
+    """
+
+    def __init__(self, policy: str | type[nn.Module] = "MlpPolicy", env: Any = None,
+                 n_envs: int = 1, learning_rate: float | Callable = 3e-4, n_steps: int = 2048,
+                 batch_size: int = 64, n_epochs: int = 10, gamma: float = 0.99,
+                 gae_lambda: float = 0.95, clip_range: float | Callable = 0.2,
+                 clip_range_vf: float | Callable | None = None,
+                 normalize_advantage: bool = True, ent_coef: float = 0.0,
+                 vf_coef: float = 0.5, max_grad_norm: float = 0.5,
+                 target_kl: float | None = None, normalize_obs: bool = False,
+                 normalize_reward: bool = False, policy_kwargs: dict | None = None,
+                 tensorboard_log: str | None = None, seed: int | None = None,
+                 verbose: int = 0, advantage_fn: Callable | None = None,
+                 loss_fn: Callable | None = None, _spaces: tuple | None = None):
+        check_positive_int("n_steps", n_steps)
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("n_epochs", n_epochs)
+        check_in_range("gamma", gamma, 0.0, 1.0)
+        check_in_range("gae_lambda", gae_lambda, 0.0, 1.0)
+        if not callable(clip_range):
+            check_in_range("clip_range", clip_range, 0.0, 1.0, low_open=True, high_open=True)
+        if clip_range_vf is not None and not callable(clip_range_vf):
+            check_in_range("clip_range_vf", clip_range_vf, 0.0, float("inf"), low_open=True)
+        if not callable(learning_rate):
+            check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
+        for name, value in (("ent_coef", ent_coef), ("vf_coef", vf_coef),
+                            ("max_grad_norm", max_grad_norm)):
+            check_in_range(name, value, 0.0, float("inf"))
+        if target_kl is not None:
+            check_in_range("target_kl", target_kl, 0.0, float("inf"), low_open=True)
+        self.policy_name = policy if isinstance(policy, str) else None
+        policy_cls = _resolve_policy(policy)
+
+        self.n_steps, self.batch_size, self.n_epochs = n_steps, batch_size, n_epochs
+        self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
+        self.normalize_advantage = normalize_advantage
+        self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
+        self.target_kl = target_kl
+        self.normalize_obs, self.normalize_reward = normalize_obs, normalize_reward
+        self.seed, self.verbose = seed, verbose
+        self.learning_rate, self.clip_range, self.clip_range_vf = (learning_rate, clip_range,
+                                                                   clip_range_vf)
+        self.lr_schedule = as_schedule(learning_rate)
+        self.clip_range_schedule = as_schedule(clip_range)
+        self.clip_range_vf_schedule = None if clip_range_vf is None else as_schedule(clip_range_vf)
+        self.advantage_fn = advantage_fn or gae
+        self.loss_fn = loss_fn
+        self.policy_kwargs = dict(policy_kwargs or {})
+        self.tensorboard_log = tensorboard_log
+
+        if seed is not None:
+            set_random_seed(seed)
+        if env is None and _spaces is None:
+            raise ValueError("env must be an env id string (e.g. 'CartPole-v1'), a gymnasium "
+                             "Env, a list of env factories or a VecEnv, got None")
+        self.env: VecEnv | None = None
+        if env is not None:
+            self.env = make_vec_env(env, n_envs=n_envs, seed=seed)
+            if seed is not None and self.env.last_obs is None:
+                self.env.seed = seed
+            observation_space, action_space = self.env.observation_space, self.env.action_space
+        else:
+            observation_space, action_space = _spaces
+        self.observation_space, self.action_space = observation_space, action_space
+        check_spaces(observation_space, action_space, flat_obs=policy_cls is None)
+        self.n_envs = self.env.num_envs if self.env is not None else n_envs
+        if batch_size > n_steps * self.n_envs:
+            raise ValueError(f"batch_size={batch_size} is larger than the rollout, n_steps * "
+                             f"n_envs = {n_steps} * {self.n_envs} = {n_steps * self.n_envs}; "
+                             f"use batch_size <= {n_steps * self.n_envs}")
+
+        if policy_cls is None:
+            policy_cls = policy_class_for(action_space)
+        self.policy_class = policy_cls
+        self.policy = policy_cls(observation_space, action_space, **self.policy_kwargs)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr_schedule(1.0),
+                                          eps=1e-5)  # SB3's Adam eps for PPO
+        self.rollout = Rollout.allocate(n_steps, self.n_envs, observation_space, action_space)
+        self.normalizer = None
+        if normalize_obs or normalize_reward:
+            self.normalizer = Normalizer(observation_space.shape, self.n_envs, self.gamma,
+                                         normalize_obs, normalize_reward)
+        self.logger = Logger(tensorboard_log, verbose)
+        self.num_timesteps = 0
+        self._n_updates = 0
+        self._last_obs: np.ndarray | None = None
+        self._callback: BaseCallback | None = None
+        self._progress_bar = None
+
+    # --- training ----------------------------------------------------------------------
+    def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False,
+              reset_num_timesteps: bool = True) -> "PPO":
+        """Train for ``total_timesteps`` env steps (counted over all envs), as SB3."""
+        check_positive_int("total_timesteps", total_timesteps)
+        if self.env is None:
+            raise ValueError("this model has no env: pass env= to PPO.load(path, env=...) "
+                             "to continue training")
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+            self._n_updates = 0
+        if reset_num_timesteps or self._last_obs is None:
+            self._last_obs = self._reset_env()
+        total_timesteps += 0 if reset_num_timesteps else self.num_timesteps
+        self._callback = as_callback(callback)
+        self._callback.init_callback(self)
+        if progress_bar:
+            from tqdm.auto import tqdm
+            self._progress_bar = tqdm(total=total_timesteps, initial=self.num_timesteps,
+                                      unit="steps")
+        start_time, start_steps = time.perf_counter(), self.num_timesteps
+        self._callback.on_training_start()
+        try:
+            while self.num_timesteps < total_timesteps:
+                self._callback.on_rollout_start()
+                self._last_obs, completed = collect_rollout(
+                    self.policy, self.env, self.rollout, self._last_obs, self.gamma,
+                    self.normalizer, on_step=self._on_env_step)
+                if not completed:
+                    break
+                self._check_rollout()
+                compute_advantages(self.rollout, self.gamma, self.gae_lambda, self.advantage_fn)
+                self._callback.on_rollout_end()
+                progress_remaining = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
+                row = self._update(progress_remaining)
+                elapsed = max(time.perf_counter() - start_time, 1e-9)
+                row = {**self._rollout_stats(),
+                       "time/fps": int((self.num_timesteps - start_steps) / elapsed),
+                       "time/iterations": len(self.logger.rows) + 1,
+                       "time/time_elapsed": elapsed,
+                       "time/total_timesteps": self.num_timesteps, **row}
+                self.logger.record(row)
+                self._callback.on_update_end()
+        finally:
+            if self._progress_bar is not None:
+                self._progress_bar.close()
+                self._progress_bar = None
+        self._callback.on_training_end()
+        return self
+
+    def _reset_env(self) -> np.ndarray:
+        obs = self.env.reset()
+        if self.normalizer is not None:
+            self.normalizer.returns[:] = 0.0
+            obs = self.normalizer.obs(obs, update=True)
+        return obs
+
+    def _on_env_step(self) -> bool:
+        self.num_timesteps += self.n_envs
+        if self._progress_bar is not None:
+            self._progress_bar.update(self.n_envs)
+        return self._callback.on_step()
+
+    def _rollout_stats(self) -> dict[str, float]:
+        returns, lengths = self.env.episode_returns, self.env.episode_lengths
+        return {"rollout/ep_rew_mean": float(np.mean(returns)) if returns else float("nan"),
+                "rollout/ep_len_mean": float(np.mean(lengths)) if lengths else float("nan")}
+
+    def _update(self, progress_remaining: float) -> dict[str, float]:
+        """n_epochs of minibatch gradient steps on the rollout (SB3's ``PPO.train``)."""
+        learning_rate = self.lr_schedule(progress_remaining)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        # A linear schedule reaches 0 at the end (SB3 then runs its last update with eps = 0,
+        # or below 0 when the last rollout overshoots total_timesteps); the loss needs eps > 0.
+        clip_range = max(self.clip_range_schedule(progress_remaining), 1e-8)
+        clip_range_vf = (None if self.clip_range_vf_schedule is None
+                         else self.clip_range_vf_schedule(progress_remaining))
+        pg_losses, value_losses, entropy_losses, clip_fractions = [], [], [], []
+        approx_kls: list[float] = []
+        stopped_early = False
+        for _epoch in range(self.n_epochs):
+            approx_kls = []  # SB3 logs the mean over the last epoch's minibatches
+            for batch in minibatches(self.rollout, self.batch_size):
+                values, log_probs, entropy = self.policy.evaluate_actions(batch.obs,
+                                                                          batch.actions)
+                advantages = batch.advantages
+                if self.normalize_advantage and len(advantages) > 1:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                log_ratio = log_probs - batch.old_log_probs
+                ratio = torch.exp(log_ratio)
+                args = (ratio, advantages, values, batch.returns, entropy, clip_range,
+                        self.vf_coef, self.ent_coef, batch.old_values, clip_range_vf)
+                if self.loss_fn is None:
+                    terms = ppo_loss_terms(*args)
+                    loss = terms.total
+                else:
+                    loss = self.loss_fn(*args)
+                    with torch.no_grad():
+                        terms = ppo_loss_terms(*args)
+                with torch.no_grad():
+                    kl = approx_kl(log_ratio).item()
+                pg_losses.append(terms.policy.item())
+                value_losses.append(terms.value.item())
+                entropy_losses.append(-terms.entropy.item())
+                clip_fractions.append(clip_fraction(ratio.detach(), clip_range))
+                approx_kls.append(kl)
+                if self.target_kl is not None and kl > 1.5 * self.target_kl:
+                    stopped_early = True
+                    if self.verbose >= 1:
+                        print(f"Early stopping at epoch {_epoch} with approx_kl {kl:.4f} > "
+                              f"1.5 * target_kl = {1.5 * self.target_kl:.4f}")
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.optimizer.step()
+            self._n_updates += 1
+            if stopped_early:
+                break
+        last_loss = loss.item()
+        self._check_finite(last_loss)
+        row = {
+            "train/approx_kl": float(np.mean(approx_kls)),
+            "train/clip_fraction": float(np.mean(clip_fractions)),
+            "train/clip_range": float(clip_range),
+            "train/entropy_loss": float(np.mean(entropy_losses)),
+            "train/explained_variance": explained_variance(self.rollout.values,
+                                                           self.rollout.returns),
+            "train/learning_rate": float(learning_rate),
+            "train/loss": last_loss,
+            "train/n_updates": self._n_updates,
+            "train/policy_gradient_loss": float(np.mean(pg_losses)),
+            "train/value_loss": float(np.mean(value_losses)),
+        }
+        if clip_range_vf is not None:
+            row["train/clip_range_vf"] = float(clip_range_vf)
+        log_std = getattr(self.policy, "log_std", None)
+        if isinstance(log_std, torch.Tensor):
+            row["train/std"] = log_std.detach().exp().mean().item()
+        return row
+
+    # --- NaN guards (once per rollout / update: cheap) ----------------------------------
+    def _check_rollout(self) -> None:
+        r = self.rollout
+        if r.obs.is_floating_point() and not torch.isfinite(r.obs).all():
+            raise FloatingPointError(
+                f"NaN or inf in the observations of the rollout ending at num_timesteps="
+                f"{self.num_timesteps}: the env returned them (check the env's step / reset), "
+                f"or observation normalisation divided by a zero variance")
+        if not torch.isfinite(r.rewards).all():
+            raise FloatingPointError(
+                f"NaN or inf in the rewards of the rollout ending at num_timesteps="
+                f"{self.num_timesteps}: the env returned them, or the critic's V(final_obs) "
+                f"used to bootstrap a time-limit truncation is not finite")
+        if not torch.isfinite(r.values).all() or not torch.isfinite(r.log_probs).all():
+            raise FloatingPointError(
+                f"NaN or inf in the policy's values / log-probabilities at num_timesteps="
+                f"{self.num_timesteps}: the weights diverged; the learning rate "
+                f"({self.lr_schedule(1.0):g}) is probably too high")
+
+    def _check_finite(self, last_loss: float) -> None:
+        bad = [name for name, p in self.policy.named_parameters()
+               if not torch.isfinite(p).all()]
+        if bad or not np.isfinite(last_loss):
+            where = f"parameters {bad[:3]}" if bad else f"the loss ({last_loss})"
+            raise FloatingPointError(
+                f"NaN or inf in {where} after update {self._n_updates} "
+                f"(num_timesteps={self.num_timesteps}): training diverged. The learning rate "
+                f"({self.optimizer.param_groups[0]['lr']:g}) is most likely too high; lower it "
+                f"(3e-4 is PPO's usual value), keep max_grad_norm (0.5), or normalise "
+                f"observations / rewards")
+
+    # --- acting ------------------------------------------------------------------------
+    def predict(self, obs, deterministic: bool = False, state=None, episode_start=None):
+        """Actions for raw observations -> (actions, None), as SB3.
+
+        ``obs`` is one observation (returns one action) or a batch (B, ...). Box actions
+        are clipped to the action space.
+        """
+        obs = np.asarray(obs)
+        single = obs.shape == self.observation_space.shape
+        if single:
+            obs = obs[None]
+        if self.normalizer is not None:
+            obs = self.normalizer.obs(obs)
+        with torch.no_grad():
+            actions = self.policy(torch.as_tensor(obs), deterministic=deterministic)[0]
+        actions = clip_actions(actions.numpy(), self.action_space)
+        return (actions[0] if single else actions), None
+
+    def get_env(self) -> VecEnv | None:
+        return self.env
+
+    # --- save / load -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the model to ``path`` (".pt" added when it has no suffix), atomically: a
+        temporary file in the same folder, then ``os.replace``, so a crash mid-save leaves
+        any previous file intact. Returns the path written."""
+        path = _with_suffix(path)
+        data = self._to_data()
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+        try:
+            torch.save(data, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    def _to_data(self) -> dict:
+        schedules = {}
+        for name in ("learning_rate", "clip_range", "clip_range_vf"):
+            value = getattr(self, name)
+            if value is None or not callable(value):
+                schedules[name] = None if value is None else {"kind": "constant",
+                                                              "value": float(value)}
+                continue
+            described = schedule_to_dict(value)
+            if described is None:
+                import warnings
+                warnings.warn(f"{name} is a function ({value!r}) that cannot be saved without "
+                              f"pickling code; saved as its current value. Use "
+                              f"ppo_lib.schedules.linear_schedule, or pass {name}= to "
+                              f"PPO.load.", stacklevel=3)
+                described = {"kind": "constant", "value": float(value(1.0 - min(
+                    1.0, self.num_timesteps / max(self.num_timesteps, 1))))}
+            schedules[name] = described
+        env_state = None
+        if self.env is not None and self._last_obs is not None:
+            env_state = _pack(self.env.get_state())
+        return {
+            "format": FILE_FORMAT, "version": FILE_VERSION,
+            "hyperparameters": {name: getattr(self, name) for name in _PLAIN_HPARAMS},
+            "schedules": schedules,
+            "policy": self.policy_name or _class_path(self.policy_class),
+            "policy_kwargs": _pack_policy_kwargs(self.policy_kwargs),
+            "observation_space": _space_to_data(self.observation_space),
+            "action_space": _space_to_data(self.action_space),
+            "env_id": self.env.spec.id if self.env is not None and self.env.spec else None,
+            "n_envs": self.n_envs,
+            "policy_state": self.policy.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "normalizer": None if self.normalizer is None else _pack(self.normalizer.state_dict()),
+            "num_timesteps": self.num_timesteps, "n_updates": self._n_updates,
+            "rng": {"torch": torch.get_rng_state(),
+                    "numpy": _pack(np.random.get_state(legacy=False)),
+                    "python": _pack(random.getstate())},
+            "env_state": env_state,
+            "last_obs": None if self._last_obs is None else torch.as_tensor(self._last_obs).clone(),
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: Any = None, **overrides) -> "PPO":
+        """Load a model written by ``save``.
+
+        ``env``: the env to continue training in; by default the saved env id is rebuilt
+        (n_envs copies) and its saved state restored, so ``learn(...,
+        reset_num_timesteps=False)`` continues exactly. ``overrides``: hyperparameters to
+        replace, e.g. ``learning_rate=`` for a schedule that could not be saved.
+        """
+        data = _read(path)
+        hp = dict(data["hyperparameters"])
+        for name, described in data["schedules"].items():
+            hp[name] = None if described is None else (
+                described["value"] if described["kind"] == "constant"
+                else schedule_from_dict(described))
+        seed = hp.pop("seed")
+        hp.update(overrides)
+        obs_space = _space_from_data(data["observation_space"])
+        act_space = _space_from_data(data["action_space"])
+        same_env = env is None
+        if env is None and data["env_id"] is not None:
+            try:
+                env = make_vec_env(data["env_id"], n_envs=data["n_envs"])
+            except Exception:  # env not registered here: a model that can only predict
+                env = None
+        policy = data["policy"]
+        if policy not in ("MlpPolicy", "CnnPolicy"):
+            policy = _import_class(policy, path)
+        model = cls(policy, env, n_envs=data["n_envs"], policy_kwargs=_unpack_policy_kwargs(
+            data["policy_kwargs"]), _spaces=(obs_space, act_space), **hp)
+        model.seed = seed
+        model.policy.load_state_dict(data["policy_state"])
+        model.optimizer.load_state_dict(data["optimizer_state"])
+        if "learning_rate" in overrides:
+            for group in model.optimizer.param_groups:
+                group["lr"] = model.lr_schedule(1.0)
+        if model.normalizer is not None and data["normalizer"] is not None:
+            model.normalizer.load_state_dict(_unpack(data["normalizer"]))
+        model.num_timesteps, model._n_updates = data["num_timesteps"], data["n_updates"]
+        torch.set_rng_state(data["rng"]["torch"])
+        np.random.set_state(_unpack(data["rng"]["numpy"]))
+        random.setstate(_unpack(data["rng"]["python"]))
+        if model.env is not None and same_env and data["env_state"] is not None:
+            if model.env.num_envs == data["n_envs"]:
+                exact = model.env.set_state(_unpack(data["env_state"]))
+                last = data["last_obs"].numpy()
+                model._last_obs = last if exact else model._reset_env()
+        return model
+
+
+# --- helpers -----------------------------------------------------------------------------
+def set_random_seed(seed: int) -> None:
+    """Seed python, numpy and torch (as SB3's ``set_random_seed``)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _resolve_policy(policy) -> type[nn.Module] | None:
+    """None for "MlpPolicy" (chosen by the action space), else the class."""
+    if policy == "MlpPolicy":
+        return None
+    if policy == "CnnPolicy":
+        from .atari import NatureCNNActorCritic
+        return NatureCNNActorCritic
+    if isinstance(policy, type) and issubclass(policy, nn.Module):
+        return policy
+    raise ValueError(f"policy must be 'MlpPolicy', 'CnnPolicy' or an actor-critic nn.Module "
+                     f"class (e.g. ppo_lib.policies.CategoricalActorCritic), got {policy!r}")
+
+
+def _with_suffix(path) -> str:
+    path = os.fspath(path)
+    return path if os.path.splitext(path)[1] else path + ".pt"
+
+
+def _read(path) -> dict:
+    path = os.fspath(path)
+    if not os.path.exists(path) and os.path.exists(path + ".pt"):
+        path += ".pt"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no saved model at {path!r}")
+    try:
+        data = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise ValueError(f"{path!r} is not a readable ppo_lib model file (corrupt, truncated "
+                         f"or not written by PPO.save): {type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}") from err
+    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path!r} is not a ppo_lib PPO file (it has no "
+                         f"format={FILE_FORMAT!r} marker); an SB3 .zip loads with "
+                         f"stable_baselines3.PPO.load, a bare state_dict with "
+                         f"policy.load_state_dict")
+    if data.get("version", 0) > FILE_VERSION:
+        raise ValueError(f"{path!r} was written by a newer ppo_lib (file version "
+                         f"{data['version']}, this one reads {FILE_VERSION})")
+    return data
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _import_class(name: str, path) -> type:
+    module, _, qualname = name.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"{os.fspath(path)!r} needs the policy class {name}, which cannot be "
+                         f"imported here ({err}); pass it as PPO.load(..., policy=...) "
+                         f"is not supported, import the module defining it first") from err
+    return obj
+
+
+def _pack_policy_kwargs(kwargs: dict) -> dict:
+    out = {}
+    for key, value in kwargs.items():
+        if isinstance(value, type) and issubclass(value, nn.Module):
+            out[key] = {"__module_class__": _class_path(value)}
+        else:
+            out[key] = value
+    return out
+
+
+def _unpack_policy_kwargs(kwargs: dict) -> dict:
+    return {key: _import_class(value["__module_class__"], "<model file>")
+            if isinstance(value, dict) and "__module_class__" in value else value
+            for key, value in kwargs.items()}
+
+
+def _space_to_data(space: spaces.Space) -> dict:
+    if isinstance(space, spaces.Discrete):
+        return {"kind": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.Box):
+        return {"kind": "Box", "low": torch.from_numpy(np.array(space.low, dtype=np.float64)),
+                "high": torch.from_numpy(np.array(space.high, dtype=np.float64)),
+                "dtype": str(space.dtype)}
+    raise ValueError(f"cannot save a model for the space {space}")
+
+
+def _space_from_data(data: dict) -> spaces.Space:
+    if data["kind"] == "Discrete":
+        return spaces.Discrete(data["n"], start=data["start"])
+    return spaces.Box(data["low"].numpy().astype(data["dtype"]),
+                      data["high"].numpy().astype(data["dtype"]), dtype=np.dtype(data["dtype"]))
+
+
+def _pack(obj):
+    """numpy arrays -> tagged tensors, tuples -> tagged lists (torch.load weights_only
+    reads tensors, dicts, lists and numbers, not numpy objects)."""
+    if isinstance(obj, np.ndarray):
+        dtype = str(obj.dtype)
+        arr = obj.astype(np.int64) if obj.dtype.kind in "iu" else obj
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(arr)), "dtype": dtype}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _pack(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_pack(v) for v in obj]}
+    if isinstance(obj, list):
+        return [_pack(v) for v in obj]
+    return obj
+
+
+def _unpack(obj):
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return obj["__ndarray__"].numpy().astype(obj["dtype"])
+        if "__tuple__" in obj:
+            return tuple(_unpack(v) for v in obj["__tuple__"])
+        return {k: _unpack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v) for v in obj]
+    return obj
