@@ -1,0 +1,88 @@
+"""Every registered exercise (core and lessons): the reference passes, every classic
+mistake is rejected, and check handles stubs, errors and endless loops."""
+
+import time
+
+import pytest
+
+from ppo_lib import grading
+
+grading._load_exercises()
+ALL = sorted(grading.EXERCISES)
+FUNCTIONS = [i for i in ALL if grading.EXERCISES[i].kind == "function"]
+MISTAKES = [(i, m) for i in ALL for m in grading.EXERCISES[i].mistakes()]
+
+
+@pytest.fixture(autouse=True)
+def fresh_results(monkeypatch):
+    monkeypatch.setattr(grading, "RESULTS", {})
+    monkeypatch.delenv(grading.NBGRADER_ENV, raising=False)
+    monkeypatch.delenv(grading.RESULTS_ENV, raising=False)
+
+
+def test_core_exercises_are_registered():
+    core = {"discounted_returns", "gae", "kl_categorical", "conjugate_gradient",
+            "clipped_surrogate_loss", "value_loss", "approx_kl", "clip_fraction",
+            "explained_variance"}
+    assert core <= set(ALL)
+
+
+@pytest.mark.parametrize("exercise_id", ALL)
+def test_exercise_is_well_formed(exercise_id):
+    ex = grading.EXERCISES[exercise_id]
+    assert ex.id == exercise_id and len(ex.lesson) == 2 and ex.lesson.isdigit()
+    cases = list(ex.cases())
+    assert cases, "an exercise needs cases"
+    assert len({c.name for c in cases}) == len(cases), "case names must be unique"
+    assert list(ex.mistakes()), "an exercise needs at least one Mistake the tests reject"
+
+
+@pytest.mark.parametrize("exercise_id", ALL)
+def test_reference_passes(exercise_id, capsys):
+    assert grading.check(exercise_id, grading.EXERCISES[exercise_id].reference), \
+        capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exercise_id,mistake", MISTAKES,
+                         ids=[f"{i}-{m.description}" for i, m in MISTAKES])
+def test_mistake_rejected(exercise_id, mistake, capsys):
+    assert not grading.check(exercise_id, mistake.answer), mistake.description
+    out = capsys.readouterr().out
+    assert out.startswith(f"✗ {exercise_id}: ")
+
+
+@pytest.mark.parametrize("exercise_id", FUNCTIONS)
+def test_stub_is_not_done_yet(exercise_id, capsys):
+    def stub(*args, **kwargs):
+        # YOUR CODE HERE
+        raise NotImplementedError()
+    assert not grading.check(exercise_id, stub)
+    assert f"✗ {exercise_id}: not done yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exercise_id", FUNCTIONS)
+def test_value_error_is_reported(exercise_id, capsys):
+    def broken(*args, **kwargs):
+        raise ValueError("learner bug 42")
+    assert not grading.check(exercise_id, broken)
+    assert "ValueError: learner bug 42" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exercise_id", FUNCTIONS)
+def test_endless_loop_fails_within_the_time_limit(exercise_id, monkeypatch, capsys):
+    monkeypatch.setattr(grading.EXERCISES[exercise_id], "timeout", 0.2)
+
+    def hang(*args, **kwargs):
+        while True:
+            pass
+    start = time.monotonic()
+    assert not grading.check(exercise_id, hang)
+    assert time.monotonic() - start < 5
+    assert "runs too long" in capsys.readouterr().out
+
+
+def test_value_exercises_not_answered_yet(capsys):
+    for exercise_id in ALL:
+        if grading.EXERCISES[exercise_id].kind == "value":
+            assert not grading.check(exercise_id, None)
+            assert f"✗ {exercise_id}: not done yet" in capsys.readouterr().out

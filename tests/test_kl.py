@@ -1,0 +1,60 @@
+"""ppo_lib.kl: exact categorical KL and the k3 estimator."""
+
+import math
+
+import pytest
+import torch
+
+from ppo_lib.kl import approx_kl, kl_categorical
+
+T = torch.tensor
+
+
+def test_kl_of_a_distribution_with_itself_is_zero():
+    p = torch.softmax(torch.randn(4, 5, generator=torch.Generator().manual_seed(0)), -1)
+    assert torch.allclose(kl_categorical(p, p), torch.zeros(4), atol=1e-7)
+
+
+def test_kl_known_value_and_direction():
+    p, q = T([0.5, 0.5]), T([0.9, 0.1])
+    assert math.isclose(kl_categorical(p, q).item(), 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(5), rel_tol=1e-6)
+    assert not math.isclose(kl_categorical(q, p).item(), kl_categorical(p, q).item(), rel_tol=1e-3)
+
+
+def test_kl_zero_probability_terms_contribute_zero():
+    assert math.isclose(kl_categorical(T([1.0, 0.0]), T([0.5, 0.5])).item(), math.log(2), rel_tol=1e-6)
+
+
+def test_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    p = torch.softmax(torch.randn(6, 4, generator=g), -1)
+    q = torch.softmax(torch.randn(6, 4, generator=g), -1)
+    want = torch.distributions.kl_divergence(torch.distributions.Categorical(probs=p),
+                                             torch.distributions.Categorical(probs=q))
+    assert torch.allclose(kl_categorical(p, q), want, atol=1e-6)
+
+
+def test_kl_rejects_mismatched_actions():
+    with pytest.raises(ValueError, match="last axis"):
+        kl_categorical(torch.ones(3) / 3, torch.ones(4) / 4)
+
+
+def test_approx_kl_is_zero_for_the_same_policy_and_never_negative():
+    assert approx_kl(torch.zeros(5)).item() == 0.0
+    log_ratio = torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    assert approx_kl(log_ratio).item() >= 0
+    assert (((log_ratio.exp() - 1) - log_ratio) >= -1e-6).all()  # each term, up to rounding
+
+
+def test_approx_kl_known_value():
+    want = ((math.exp(0.5) - 1 - 0.5) + (math.exp(-0.5) - 1 + 0.5)) / 2
+    assert math.isclose(approx_kl(T([0.5, -0.5])).item(), want, rel_tol=1e-6)
+
+
+def test_approx_kl_estimates_the_exact_kl():
+    # samples from the old policy p; log_ratio = log q(a) - log p(a); E_p[k3] = KL(p || q)
+    g = torch.Generator().manual_seed(3)
+    p, q = T([0.6, 0.3, 0.1]), T([0.4, 0.4, 0.2])
+    actions = torch.multinomial(p, 200_000, replacement=True, generator=g)
+    estimate = approx_kl(q.log()[actions] - p.log()[actions]).item()
+    assert math.isclose(estimate, kl_categorical(p, q).item(), rel_tol=0.03)
