@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from ._checks import check_positive_int
+from .distributions import categorical_entropy, categorical_log_prob, categorical_sample
 
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # R, G, B (BT.601)
 
@@ -319,15 +320,14 @@ class NatureCNNActorCritic(nn.Module):
                 ) -> tuple[Tensor, Tensor, Tensor]:
         """-> actions (B,), values (B,), log_probs (B,)."""
         logits, values = self._logits_values(obs)
-        dist = Categorical(logits=logits)
-        actions = logits.argmax(-1) if deterministic else dist.sample()
-        return actions, values, dist.log_prob(actions)
+        actions = logits.argmax(-1) if deterministic else categorical_sample(logits)
+        return actions, values, categorical_log_prob(logits, actions)
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
         logits, values = self._logits_values(obs)
-        dist = Categorical(logits=logits)
-        return values, dist.log_prob(actions.long().reshape(-1)), dist.entropy()
+        actions = actions.long().reshape(-1)
+        return values, categorical_log_prob(logits, actions), categorical_entropy(logits)
 
     def predict_values(self, obs: Tensor) -> Tensor:
         """-> values (B,)."""
