@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from ._checks import check_in_range, check_positive_int, check_tensor
+from .kl import kl_categorical
 from .losses import policy_gradient_loss
 from .returns import discounted_returns
 
@@ -193,7 +194,8 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
     ``loss_fn`` (signature of ``ppo_lib.losses.policy_gradient_loss``) and ``advantage_fn``
     (signature of ``baseline_advantages``) swap in the learner's own pieces (lesson 01).
     History rows: iteration, timesteps (cumulative), mean_return, min_return, max_return,
-    n_episodes, policy_loss, time (seconds since start).
+    n_episodes, policy_loss, kl (mean KL(pi_old || pi_new) over the batch's states, how far
+    the update moved the policy), time (seconds since start).
     """
     check_positive_int("n_iterations", n_iterations)
     check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
@@ -218,12 +220,16 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
             values = (value_fn(batch.obs).squeeze(-1) if baseline
                       else torch.zeros_like(batch.returns))
         advantages = advantage_fn(batch.returns, values, normalize_advantage)
+        with torch.no_grad():
+            old_probs = torch.softmax(policy(batch.obs), dim=-1)
         loss = policy_update(policy, pi_optimizer, batch, advantages, loss_fn)
+        with torch.no_grad():   # how far this update moved the policy on the batch's states
+            kl = kl_categorical(old_probs, torch.softmax(policy(batch.obs), dim=-1)).mean()
         if baseline:
             fit_value_function(value_fn, vf_optimizer, batch.obs, batch.returns, vf_iters)
         timesteps += batch.n_steps
         result.history.append(iteration_stats(iteration, timesteps, batch, start,
-                                              policy_loss=loss))
+                                              policy_loss=loss, kl=kl.item()))
         if total_timesteps is not None and timesteps >= total_timesteps:
             break
     envs.close()
