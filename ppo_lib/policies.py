@@ -192,7 +192,8 @@ class GaussianActorCritic(ActorCritic):
         if deterministic:
             actions = mean
         else:
-            actions = mean + self.log_std.exp() * torch.randn_like(mean)
+            # a sample, not a reparameterised path: no gradient flows through it (as .sample())
+            actions = (mean + self.log_std.exp() * torch.randn_like(mean)).detach()
         return actions, values, gaussian_log_prob(mean, self.log_std, actions)
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:

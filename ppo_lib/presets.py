@@ -1,0 +1,45 @@
+"""Named hyperparameter sets, usable as ``PPO("MlpPolicy", env, **presets.get(name))``
+(lesson 07).
+
+"cartpole", "atari" and "mujoco" are the source notes' rows exactly (everything else at
+PPO's defaults); "cartpole_tuned" is rl-baselines3-zoo's CartPole-v1 set; "cartpole_fast"
+is the quickest set we found that solves CartPole-v1 reliably (benchmarks/README.md).
+"pendulum" is rl-zoo's Pendulum-v1 set (gSDE off).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .schedules import linear_schedule
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Source notes, "For simple environments (CartPole)".
+    "cartpole": dict(learning_rate=3e-4, n_steps=128, batch_size=64, n_epochs=4,
+                     clip_range=0.2),
+    # Source notes, "For Atari" (clip_range 0.1: more conservative).
+    "atari": dict(learning_rate=2.5e-4, n_steps=128, batch_size=256, n_epochs=4,
+                  clip_range=0.1),
+    # Source notes, "For continuous control (MuJoCo)" (= SB3's defaults).
+    "mujoco": dict(learning_rate=3e-4, n_steps=2048, batch_size=64, n_epochs=10,
+                   clip_range=0.2),
+    # rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1.
+    "cartpole_tuned": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                           n_epochs=20, ent_coef=0.0, learning_rate=linear_schedule(1e-3),
+                           clip_range=linear_schedule(0.2)),
+    # Fewest seconds to a solved CartPole-v1 we measured (benchmarks/cartpole_vs_sb3.py).
+    "cartpole_fast": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                          n_epochs=20, ent_coef=0.0, learning_rate=linear_schedule(1e-3),
+                          clip_range=linear_schedule(0.2)),
+    # rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1, without gSDE.
+    "pendulum": dict(n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
+                     ent_coef=0.0, learning_rate=1e-3, clip_range=0.2),
+}
+
+
+def get(name: str) -> dict[str, Any]:
+    """A fresh copy of the preset ``name`` (edit it freely)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return copy.deepcopy(PRESETS[name])

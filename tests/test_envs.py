@@ -1,0 +1,115 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from ppo_lib.envs import Normalizer, RunningMeanStd, VecEnv, check_spaces, make_vec_env
+
+
+class CountEnv(gym.Env):
+    """obs = [steps so far], reward 1, never terminates; wrapped in a TimeLimit."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, False, False, {}
+
+
+def count_env(limit=3):
+    return gym.wrappers.TimeLimit(CountEnv(), max_episode_steps=limit)
+
+
+def test_seeding_env_i_gets_seed_plus_i():
+    env = make_vec_env("CartPole-v1", n_envs=3, seed=10)
+    obs = env.reset()
+    for i in range(3):
+        expected, _ = gym.make("CartPole-v1").reset(seed=10 + i)
+        np.testing.assert_array_equal(obs[i], expected)
+    again = make_vec_env("CartPole-v1", n_envs=3, seed=10).reset()
+    np.testing.assert_array_equal(obs, again)
+    assert not np.array_equal(obs, make_vec_env("CartPole-v1", n_envs=3, seed=11).reset())
+
+
+def test_final_obs_at_truncation_and_same_step_reset():
+    env = VecEnv([count_env, lambda: count_env(2)])
+    env.reset()
+    obs, rewards, term, trunc, infos = env.step(np.array([0, 0]))
+    assert not infos["_final_obs"].any()
+    obs, rewards, term, trunc, infos = env.step(np.array([0, 0]))
+    # env 1 (limit 2) truncated: final obs [2], and obs is already the next episode's first
+    assert list(trunc) == [False, True] and not term.any()
+    assert list(infos["_final_obs"]) == [False, True]
+    assert infos["final_obs"][1, 0] == 2.0 and obs[1, 0] == 0.0 and obs[0, 0] == 2.0
+    assert infos["episode_return"][1] == 2.0 and infos["episode_length"][1] == 2
+
+
+def test_episode_statistics():
+    env = VecEnv([count_env])
+    env.reset()
+    for _ in range(7):
+        env.step(np.array([0]))
+    assert list(env.episode_returns) == [3.0, 3.0] and list(env.episode_lengths) == [3, 3]
+    assert env.episode_count == 2
+
+
+def test_state_roundtrip_resumes_exactly():
+    a = make_vec_env("CartPole-v1", n_envs=2, seed=3)
+    a.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a.step(rng.integers(0, 2, 2))
+    state = a.get_state()
+    b = make_vec_env("CartPole-v1", n_envs=2, seed=99)
+    assert b.set_state(state)
+    np.testing.assert_array_equal(a.last_obs, b.last_obs)
+    for _ in range(200):  # through several episode ends and seeded resets
+        act = rng.integers(0, 2, 2)
+        ra, rb = a.step(act), b.step(act)
+        np.testing.assert_array_equal(ra[0], rb[0])
+        np.testing.assert_array_equal(ra[3], rb[3])
+    assert list(a.episode_returns) == list(b.episode_returns)
+
+
+def test_refuses_unsupported_spaces():
+    box = gym.spaces.Box(-1, 1, (3,))
+    with pytest.raises(ValueError, match="not flat.*MlpPolicy"):
+        check_spaces(gym.spaces.Box(0, 255, (4, 84, 84)), gym.spaces.Discrete(2))
+    check_spaces(gym.spaces.Box(0, 255, (4, 84, 84)), gym.spaces.Discrete(2), flat_obs=False)
+    with pytest.raises(ValueError, match="MultiBinary.*Discrete and Box"):
+        check_spaces(box, gym.spaces.MultiBinary(3))
+    with pytest.raises(ValueError, match="Dict.*Box observation"):
+        check_spaces(gym.spaces.Dict({"a": box}), gym.spaces.Discrete(2))
+
+
+def test_make_vec_env_inputs():
+    assert make_vec_env(gym.make("CartPole-v1")).num_envs == 1
+    assert make_vec_env([count_env, count_env]).num_envs == 2
+    assert make_vec_env(gym.make("CartPole-v1"), n_envs=2).num_envs == 2
+    with pytest.raises(ValueError, match="n_envs must be a positive integer, got 0"):
+        make_vec_env("CartPole-v1", n_envs=0)
+    with pytest.raises(ValueError, match="env must be"):
+        make_vec_env(42)
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3, 2, (300, 2))
+    rms = RunningMeanStd((2,), epsilon=1e-12)
+    for chunk in np.split(data, 6):
+        rms.update(chunk)
+    np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-9)
+
+
+def test_normalizer_as_vecnormalize():
+    norm = Normalizer((1,), 1, gamma=0.5, normalize_obs=True, normalize_reward=True)
+    out = norm.obs(np.full((1, 1), 1000.0), update=True)
+    assert abs(out[0, 0]) < 10.0 + 1e-6  # clipped to +-10
+    r = norm.reward(np.array([4.0]), np.array([True]))
+    assert norm.returns[0] == 0.0 and r.shape == (1,)

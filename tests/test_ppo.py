@@ -1,0 +1,261 @@
+import glob
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ppo_lib import presets
+from ppo_lib.callbacks import BaseCallback, CheckpointCallback, EvalCallback
+from ppo_lib.diagnostics import METRIC_KEYS
+from ppo_lib.envs import VecEnv
+from ppo_lib.losses import ppo_loss
+from ppo_lib.ppo import PPO
+from ppo_lib.returns import gae
+from ppo_lib.rollout import Rollout, collect_rollout, minibatches
+from ppo_lib.schedules import linear_schedule
+
+from test_envs import CountEnv
+
+SMALL = dict(n_steps=32, batch_size=32, n_epochs=2)
+
+
+class ValueIsTenTimesObs(nn.Module):
+    """A stub policy: action 0, V(s) = 10 * s, log-prob 0."""
+
+    def forward(self, obs, deterministic=False):
+        n = obs.shape[0]
+        return torch.zeros(n, dtype=torch.long), self.predict_values(obs), torch.zeros(n)
+
+    def predict_values(self, obs):
+        return 10.0 * obs[:, 0].float()
+
+
+class TerminatingCountEnv(CountEnv):
+    def step(self, action):
+        obs, r, _, _, info = super().step(action)
+        return obs, r, self.t == 3, False, info
+
+
+def run_stub_rollout(make_env, n_steps=5, gamma=0.9):
+    env = VecEnv([make_env])
+    rollout = Rollout.allocate(n_steps, 1, env.observation_space, env.action_space)
+    last_obs, done = collect_rollout(ValueIsTenTimesObs(), env, rollout, env.reset(), gamma)
+    assert done
+    return rollout, last_obs
+
+
+def test_timeout_is_bootstrapped_with_value_of_final_obs():
+    rollout, last_obs = run_stub_rollout(
+        lambda: gym.wrappers.TimeLimit(CountEnv(), max_episode_steps=3))
+    # truncation at the 3rd step: final obs [3], V = 30, reward 1 + 0.9 * 30
+    torch.testing.assert_close(rollout.rewards[:, 0], torch.tensor([1, 1, 1 + 0.9 * 30, 1, 1.]))
+    torch.testing.assert_close(rollout.dones[:, 0], torch.tensor([0, 0, 1, 0, 0.]))
+    torch.testing.assert_close(rollout.obs[:, 0, 0], torch.tensor([0, 1, 2, 0, 1.]))
+    torch.testing.assert_close(rollout.values[:, 0], torch.tensor([0, 10, 20, 0, 10.]))
+    assert rollout.last_values[0].item() == 20.0 and last_obs[0, 0] == 2.0
+
+
+def test_termination_is_not_bootstrapped():
+    rollout, _ = run_stub_rollout(TerminatingCountEnv)
+    torch.testing.assert_close(rollout.rewards[:, 0], torch.ones(5))
+    torch.testing.assert_close(rollout.dones[:, 0], torch.tensor([0, 0, 1, 0, 0.]))
+
+
+def test_minibatches_cover_every_sample_once():
+    rollout = Rollout.allocate(6, 4, gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(3))
+    rollout.rewards[:] = torch.arange(24.0).reshape(6, 4)
+    rollout.returns[:] = rollout.rewards
+    batches = list(minibatches(rollout, 10))
+    assert [len(b.returns) for b in batches] == [10, 10, 4]
+    assert sorted(torch.cat([b.returns for b in batches]).tolist()) == list(range(24))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(clip_range=0.0), r"clip_range must be in \(0.0, 1.0\), got 0.0"),
+    (dict(clip_range=1.5), r"clip_range must be in \(0.0, 1.0\), got 1.5"),
+    (dict(gamma=1.1), r"gamma must be in \[0.0, 1.0\], got 1.1"),
+    (dict(gae_lambda=-0.1), r"gae_lambda must be in \[0.0, 1.0\], got -0.1"),
+    (dict(n_steps=0), "n_steps must be a positive integer, got 0"),
+    (dict(n_steps=16, batch_size=64, n_envs=2), r"batch_size=64 is larger than the rollout"),
+    (dict(policy="MlpPolicyy"), "policy must be 'MlpPolicy'.*got 'MlpPolicyy'"),
+    (dict(learning_rate=-1.0), "learning_rate must be in"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    kwargs = dict(kwargs)
+    policy = kwargs.pop("policy", "MlpPolicy")
+    with pytest.raises(ValueError, match=match):
+        PPO(policy, "CartPole-v1", **kwargs)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown preset 'cartpol'.*cartpole_tuned"):
+        presets.get("cartpol")
+    p = presets.get("cartpole")
+    p["n_steps"] = 1
+    assert presets.get("cartpole")["n_steps"] == 128
+    assert presets.get("atari") == dict(learning_rate=2.5e-4, n_steps=128, batch_size=256,
+                                        n_epochs=4, clip_range=0.1)
+
+
+@pytest.mark.parametrize("name", ["cartpole", "cartpole_tuned", "cartpole_fast", "mujoco"])
+def test_presets_construct(name):
+    env = "Pendulum-v1" if name == "mujoco" else "CartPole-v1"
+    PPO("MlpPolicy", env, **presets.get(name))
+
+
+def test_logger_keys_are_sb3s(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    model.learn(64)
+    assert len(model.logger.rows) == 2
+    row = model.logger.rows[-1]
+    assert set(METRIC_KEYS) <= set(row)
+    assert row["time/total_timesteps"] == 64 and row["train/n_updates"] == 4
+    assert model.logger.get("time/total_timesteps") == [32, 64]
+    g = PPO("MlpPolicy", "Pendulum-v1", seed=0, **SMALL).learn(32)
+    assert math.isclose(g.logger.rows[-1]["train/std"], 1.0, rel_tol=0.05)
+    with pytest.raises(KeyError, match="unknown logger key"):
+        model.logger.get("train/aprox_kl")
+
+
+def test_tensorboard_event_file_written(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, tensorboard_log=str(tmp_path), **SMALL)
+    model.learn(64)
+    model.logger.close()
+    files = glob.glob(str(tmp_path / "PPO_1" / "events.out.tfevents.*"))
+    assert files
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tmp_path / "PPO_1"))
+    acc.Reload()
+    assert "train/approx_kl" in acc.Tags()["scalars"]
+    assert [e.step for e in acc.Scalars("rollout/ep_len_mean")] == [32, 64]
+
+
+class Recorder(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def _on_training_start(self):
+        self.events.append("start")
+
+    def _on_rollout_start(self):
+        self.events.append("rollout_start")
+
+    def _on_step(self):
+        self.events.append("step")
+        return True
+
+    def _on_rollout_end(self):
+        self.events.append("rollout_end")
+
+    def _on_update_end(self):
+        self.events.append(("update", len(self.model.logger.rows)))
+
+    def _on_training_end(self):
+        self.events.append("end")
+
+
+def test_callbacks_called_in_order(tmp_path):
+    rec = Recorder()
+    ckpt = CheckpointCallback(save_freq=16, save_path=str(tmp_path / "ck"))
+    ev = EvalCallback("CartPole-v1", eval_freq=32, n_eval_episodes=2)
+    PPO("MlpPolicy", "CartPole-v1", n_envs=2, seed=0, **SMALL).learn(128, callback=[rec, ckpt, ev])
+    assert rec.events[0] == "start" and rec.events[-1] == "end"
+    assert rec.events.count("step") == 64
+    assert rec.events[1:35] == ["rollout_start"] + ["step"] * 32 + ["rollout_end"]
+    assert ("update", 1) in rec.events and ("update", 2) in rec.events
+    assert sorted(p.rsplit("_", 2)[1] for p in ckpt.saved) == ["128", "32", "64", "96"]
+    assert len(glob.glob(str(tmp_path / "ck" / "*.pt"))) == 4
+    assert ev.evaluations_timesteps == [64, 128] and len(ev.evaluations_results[0]) == 2
+
+
+def test_callback_can_stop_training():
+    class StopAt(BaseCallback):
+        def _on_step(self):
+            return self.num_timesteps < 40
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    model.learn(1000, callback=StopAt())
+    assert model.num_timesteps == 40 and len(model.logger.rows) == 1
+
+
+def test_same_seed_same_run_and_hooks_equal_reference():
+    def run(**kw):
+        m = PPO("MlpPolicy", "CartPole-v1", n_envs=2, seed=3, **SMALL, **kw).learn(128)
+        return m.logger.get("train/loss"), [p.detach().clone() for p in m.policy.parameters()]
+    loss_a, params_a = run()
+    loss_b, params_b = run(advantage_fn=gae, loss_fn=ppo_loss)
+    assert loss_a == loss_b
+    for a, b in zip(params_a, params_b):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_schedules_and_target_kl():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, learning_rate=linear_schedule(1e-3),
+                clip_range=linear_schedule(0.2), **SMALL).learn(128)
+    lrs = model.logger.get("train/learning_rate")
+    np.testing.assert_allclose(lrs, [1e-3 * (1 - k / 4) for k in range(1, 5)], rtol=1e-6)
+    np.testing.assert_allclose(model.logger.get("train/clip_range")[:3], [0.15, 0.1, 0.05])
+    stopped = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=16, n_epochs=10,
+                  learning_rate=5e-3, target_kl=1e-5).learn(64)
+    assert stopped.logger.rows[-1]["train/n_updates"] < 10
+
+
+def test_fused_adam_equals_default_adam():
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.Adam(a.parameters(), lr=1e-2, eps=1e-5, foreach=False)
+    opt_b = torch.optim.Adam(b.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    for _ in range(5):
+        x = torch.randn(8, 4)
+        for net, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
+
+
+class NaNEnv(CountEnv):
+    def step(self, action):
+        obs, r, term, trunc, info = super().step(action)
+        return np.array([np.nan], np.float32) if self.t == 5 else obs, r, term, trunc, info
+
+
+def test_nan_observation_stops_with_clear_error():
+    model = PPO("MlpPolicy", [NaNEnv], seed=0, **SMALL)
+    with pytest.raises(FloatingPointError, match="NaN or inf in the observations"):
+        model.learn(64)
+
+
+def overflowing_loss(*args):
+    return ppo_loss(*args) * 1e39  # inf in float32, as a diverging loss would be
+
+
+def test_diverging_loss_stops_with_clear_error():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, loss_fn=overflowing_loss, **SMALL)
+    with pytest.raises(FloatingPointError, match="after update 2.*learning rate .* too high"):
+        model.learn(64)
+
+
+def test_predict_single_and_batch_and_clipping():
+    model = PPO("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(log_std_init=3.0),
+                **SMALL)
+    obs = np.zeros(3, np.float32)
+    action, state = model.predict(obs)
+    assert action.shape == (1,) and state is None
+    actions, _ = model.predict(np.zeros((50, 3), np.float32))
+    assert actions.shape == (50, 1) and np.abs(actions).max() <= 2.0
+    cp = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    a, _ = cp.predict(np.zeros(4, np.float32), deterministic=True)
+    assert a.shape == () and int(a) in (0, 1)
+
+
+def test_normalize_obs_and_reward_run():
+    model = PPO("MlpPolicy", "Pendulum-v1", seed=0, normalize_obs=True, normalize_reward=True,
+                **SMALL).learn(64)
+    assert model.normalizer.obs_rms.count > 60
+    assert np.all(np.isfinite(model.logger.get("train/loss")))
