@@ -251,22 +251,8 @@ class PPO:
         for _epoch in range(self.n_epochs):
             approx_kls = []  # SB3 logs the mean over the last epoch's minibatches
             for batch in minibatches(self.rollout, self.batch_size):
-                values, log_probs, entropy = self.policy.evaluate_actions(batch.obs,
-                                                                          batch.actions)
-                advantages = batch.advantages
-                if self.normalize_advantage and len(advantages) > 1:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                log_ratio = log_probs - batch.old_log_probs
-                ratio = torch.exp(log_ratio)
-                args = (ratio, advantages, values, batch.returns, entropy, clip_range,
-                        self.vf_coef, self.ent_coef, batch.old_values, clip_range_vf)
-                if self.loss_fn is None:
-                    terms = ppo_loss_terms(*args)
-                    loss = terms.total
-                else:
-                    loss = self.loss_fn(*args)
-                    with torch.no_grad():
-                        terms = ppo_loss_terms(*args)
+                loss, terms, log_ratio, ratio = self.minibatch_loss(batch, clip_range,
+                                                                    clip_range_vf)
                 with torch.no_grad():
                     kl = approx_kl(log_ratio).item()
                 pg_losses.append(terms.policy.item())
@@ -308,6 +294,28 @@ class PPO:
         if isinstance(log_std, torch.Tensor):
             row["train/std"] = log_std.detach().exp().mean().item()
         return row
+
+    def minibatch_loss(self, batch, clip_range: float, clip_range_vf: float | None = None):
+        """The loss of one minibatch -> (loss, terms, log_ratio, ratio), as SB3's train().
+
+        ratio r_t = exp(log pi_theta(a_t|s_t) - log pi_old(a_t|s_t)); advantages are
+        standardised within the minibatch (SB3); the loss is ``ppo_loss`` (or ``loss_fn``).
+        """
+        values, log_probs, entropy = self.policy.evaluate_actions(batch.obs, batch.actions)
+        advantages = batch.advantages
+        if self.normalize_advantage and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        log_ratio = log_probs - batch.old_log_probs
+        ratio = torch.exp(log_ratio)
+        args = (ratio, advantages, values, batch.returns, entropy, clip_range,
+                self.vf_coef, self.ent_coef, batch.old_values, clip_range_vf)
+        if self.loss_fn is None:
+            terms = ppo_loss_terms(*args)
+            return terms.total, terms, log_ratio, ratio
+        loss = self.loss_fn(*args)
+        with torch.no_grad():  # log the reference terms
+            terms = ppo_loss_terms(*args)
+        return loss, terms, log_ratio, ratio
 
     # --- NaN guards (once per rollout / update: cheap) ----------------------------------
     def _check_rollout(self) -> None:

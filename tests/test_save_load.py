@@ -1,0 +1,107 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ppo_lib import ppo as ppo_module
+from ppo_lib.ppo import PPO
+from ppo_lib.schedules import linear_schedule
+
+SMALL = dict(n_steps=32, batch_size=16, n_epochs=2)
+
+
+def params(model):
+    return [p.detach().clone() for p in model.policy.parameters()]
+
+
+def assert_same(a, b):
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_file_is_plain_data_and_predict_identical(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL).learn(64)
+    path = model.save(tmp_path / "m")
+    assert path.endswith("m.pt")
+    data = torch.load(path, weights_only=True)
+    assert data["format"] == "ppo_lib.PPO" and data["num_timesteps"] == 64
+    loaded = PPO.load(tmp_path / "m")
+    obs = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0],
+                                  loaded.predict(obs, deterministic=True)[0])
+    assert loaded.n_steps == 32 and loaded.num_timesteps == 64
+
+
+@pytest.mark.parametrize("env_id, extra", [
+    ("CartPole-v1", dict(learning_rate=linear_schedule(1e-3), clip_range=linear_schedule(0.2))),
+    ("Pendulum-v1", dict(normalize_obs=True, normalize_reward=True)),
+])
+def test_save_load_continue_equals_uninterrupted(tmp_path, env_id, extra):
+    def make():
+        return PPO("MlpPolicy", env_id, n_envs=2, seed=5, **SMALL, **extra)
+    straight = make().learn(128)
+    straight.learn(128, reset_num_timesteps=False)
+
+    first = make().learn(128)
+    first.save(tmp_path / "half.pt")
+    resumed = PPO.load(tmp_path / "half.pt")
+    resumed.learn(128, reset_num_timesteps=False)
+    assert resumed.num_timesteps == straight.num_timesteps == 256
+    assert_same(params(resumed), params(straight))
+    assert resumed.logger.rows[-1]["train/loss"] == straight.logger.rows[-1]["train/loss"]
+
+
+def test_crash_mid_save_keeps_old_file(tmp_path, monkeypatch):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    path = model.save(tmp_path / "m.pt")
+    before = open(path, "rb").read()
+    model.learn(32)
+
+    def crashing_save(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"half a file")
+        raise KeyboardInterrupt("power cut")
+    monkeypatch.setattr(ppo_module.torch, "save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert open(path, "rb").read() == before
+    assert os.listdir(tmp_path) == ["m.pt"]  # no temporary file left behind
+    monkeypatch.undo()
+    assert PPO.load(path).num_timesteps == 0
+
+
+def test_missing_corrupt_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        PPO.load(tmp_path / "nope.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="corrupt.pt.*not a readable ppo_lib model"):
+        PPO.load(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="foreign.pt.*not a ppo_lib PPO file"):
+        PPO.load(foreign)
+    truncated = tmp_path / "trunc.pt"
+    PPO("MlpPolicy", "CartPole-v1", **SMALL).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(ValueError, match="trunc.pt"):
+        PPO.load(truncated)
+
+
+def test_unsaveable_schedule_warns_and_load_takes_override(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", learning_rate=lambda p: 3e-4 * p, **SMALL)
+    with pytest.warns(UserWarning, match="learning_rate is a function"):
+        model.save(tmp_path / "m.pt")
+    loaded = PPO.load(tmp_path / "m.pt", learning_rate=linear_schedule(3e-4))
+    assert loaded.lr_schedule(0.5) == pytest.approx(1.5e-4)
+
+
+def test_custom_net_arch_and_activation_roundtrip(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", **SMALL,
+                policy_kwargs=dict(net_arch=dict(shared=[16], pi=[8], vf=[8]),
+                                   activation_fn=torch.nn.ReLU))
+    model.save(tmp_path / "m.pt")
+    loaded = PPO.load(tmp_path / "m.pt")
+    assert isinstance(loaded.policy.mlp_extractor.shared_net[1], torch.nn.ReLU)
+    assert_same(params(model), params(loaded))
