@@ -252,3 +252,36 @@ def test_bad_spaces_are_named():
         NatureCNNActorCritic(spaces.Box(0, 255, (4, 30, 84), np.uint8), PONG_ACTIONS)
     with pytest.raises(ValueError, match="action_space"):
         NatureCNNActorCritic(OBS_SPACE, spaces.Box(-1, 1, (2,)))
+
+
+# --- with the trainer ----------------------------------------------------------------------
+
+def test_a_few_ppo_updates_on_pong_change_every_parameter(tmp_path):
+    from ppo_lib.ppo import PPO
+
+    torch.set_num_threads(1)
+    model = PPO(NatureCNNActorCritic, make_atari_env("ALE/Pong-v5", n_envs=2), n_steps=16,
+                batch_size=16, n_epochs=1, learning_rate=2.5e-4, clip_range=0.1,
+                ent_coef=0.01, seed=0)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(total_timesteps=64)
+    assert model.num_timesteps == 64 and len(model.logger.rows) == 2
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    assert all(np.isfinite(model.logger.get("train/loss")))
+    obs = np.stack([model.env.observation_space.sample() for _ in range(3)])
+    actions, _ = model.predict(obs, deterministic=True)
+    assert actions.shape == (3,)
+    model.save(tmp_path / "pong.pt")
+    # the env is passed: PPO.load would rebuild the bare "ALE/Pong-v5" id without the
+    # preprocessing wrappers (reported to the trainer's owner)
+    loaded = PPO.load(tmp_path / "pong.pt", env=make_atari_env("ALE/Pong-v5", n_envs=2))
+    assert isinstance(loaded.policy, NatureCNNActorCritic)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], actions)
+
+
+def test_cnn_policy_string_selects_the_nature_cnn():
+    from ppo_lib.ppo import PPO
+
+    model = PPO("CnnPolicy", make_atari_env("ALE/Pong-v5", n_envs=1), n_steps=8,
+                batch_size=8, seed=0)
+    assert isinstance(model.policy, NatureCNNActorCritic)
