@@ -223,8 +223,11 @@ def build_lesson(solution: dict, stem: str) -> dict:
 
 
 def dumps(nb: dict) -> str:
-    """Deterministic JSON text: sorted keys, one-space indent as Jupyter writes, newline."""
-    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    """Deterministic text in Jupyter's own format (sorted keys, one-space indent, sources
+    split into lines, final newline), so saving in JupyterLab changes nothing."""
+    import nbformat
+
+    return nbformat.writes(nbformat.from_dict(nb), version=4) + "\n"
 
 
 def _read(path: Path) -> dict:
