@@ -37,6 +37,14 @@ def categorical_entropy(logits: Tensor) -> Tensor:
     return -(log_pi.exp() * log_pi).sum(-1)
 
 
+def categorical_log_prob_entropy(logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """``categorical_log_prob`` and ``categorical_entropy`` from one log-softmax (the
+    update's hot path; tested equal to the two functions)."""
+    log_pi = torch.log_softmax(logits, dim=-1)
+    log_prob = log_pi.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    return log_prob, -(log_pi.exp() * log_pi).sum(-1)
+
+
 def categorical_sample(logits: Tensor) -> Tensor:
     """Draw a ~ pi(.|s) by the Gumbel-max trick: argmax(z + Gumbel noise)   -> (B,) int64.
 

@@ -26,8 +26,8 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
-from .distributions import (categorical_entropy, categorical_log_prob, categorical_sample,
-                            gaussian_entropy, gaussian_log_prob)
+from .distributions import (categorical_log_prob, categorical_log_prob_entropy,
+                            categorical_sample, gaussian_entropy, gaussian_log_prob)
 
 DEFAULT_NET_ARCH = dict(pi=[64, 64], vf=[64, 64])  # SB3 MlpPolicy for PPO
 
@@ -154,8 +154,8 @@ class CategoricalActorCritic(ActorCritic):
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
         logits, values = self._logits_values(obs)
-        actions = actions.long().reshape(-1)
-        return values, categorical_log_prob(logits, actions), categorical_entropy(logits)
+        log_probs, entropy = categorical_log_prob_entropy(logits, actions.long().reshape(-1))
+        return values, log_probs, entropy
 
 
 class GaussianActorCritic(ActorCritic):

@@ -132,9 +132,8 @@ def minibatches(rollout: Rollout, batch_size: int,
     flat = Minibatch(rollout.obs.flatten(0, 1), rollout.actions.flatten(0, 1),
                      rollout.values.flatten(), rollout.log_probs.flatten(),
                      rollout.advantages.flatten(), rollout.returns.flatten())
-    if batch_size >= n:  # one full batch: no need to gather
-        order = torch.randperm(n, generator=generator)
-        yield Minibatch(*(x[order] for x in flat))
+    if batch_size >= n:  # one full batch: the order changes nothing, skip the shuffle
+        yield flat
         return
     order = torch.randperm(n, generator=generator)
     for start in range(0, n, batch_size):

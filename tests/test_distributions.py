@@ -4,6 +4,7 @@ import torch
 from torch.distributions import Categorical, Normal
 
 from ppo_lib.distributions import (categorical_entropy, categorical_log_prob,
+                                   categorical_log_prob_entropy,
                                    categorical_sample, gaussian_entropy, gaussian_log_prob)
 
 
@@ -14,6 +15,9 @@ def test_categorical_log_prob_and_entropy_equal_torch():
     dist = Categorical(logits=logits)
     torch.testing.assert_close(categorical_log_prob(logits, actions), dist.log_prob(actions))
     torch.testing.assert_close(categorical_entropy(logits), dist.entropy())
+    lp, ent = categorical_log_prob_entropy(logits, actions)
+    torch.testing.assert_close(lp, dist.log_prob(actions))
+    torch.testing.assert_close(ent, dist.entropy())
 
 
 def test_categorical_extreme_logits_stay_finite():

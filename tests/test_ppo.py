@@ -12,7 +12,7 @@ from ppo_lib.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from ppo_lib.diagnostics import METRIC_KEYS
 from ppo_lib.envs import VecEnv
 from ppo_lib.losses import ppo_loss
-from ppo_lib.ppo import PPO
+from ppo_lib.ppo import PPO, LeanAdam, clip_grad_norm
 from ppo_lib.returns import gae
 from ppo_lib.rollout import Rollout, collect_rollout, minibatches
 from ppo_lib.schedules import linear_schedule
@@ -203,20 +203,28 @@ def test_schedules_and_target_kl():
     assert stopped.logger.rows[-1]["train/n_updates"] < 10
 
 
-def test_fused_adam_equals_default_adam():
+def test_lean_adam_and_clip_equal_torch():
     torch.manual_seed(0)
     a, b = nn.Linear(4, 3), nn.Linear(4, 3)
     b.load_state_dict(a.state_dict())
     opt_a = torch.optim.Adam(a.parameters(), lr=1e-2, eps=1e-5, foreach=False)
-    opt_b = torch.optim.Adam(b.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    for _ in range(5):
-        x = torch.randn(8, 4)
+    opt_b = LeanAdam(list(b.parameters()), lr=1e-2, eps=1e-5)
+    for step in range(6):
+        x = torch.randn(8, 4) * (10 if step % 2 else 0.1)  # clipping on every other step
         for net, opt in ((a, opt_a), (b, opt_b)):
             opt.zero_grad()
             net(x).pow(2).sum().backward()
-            opt.step()
+        nn.utils.clip_grad_norm_(a.parameters(), 0.5)
+        clip_grad_norm(list(b.parameters()), 0.5)
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-6, atol=1e-7)
+        opt_a.step()
+        opt_b.step()
+        if step == 3:
+            opt_b.param_groups[0]["lr"] = opt_a.param_groups[0]["lr"] = 3e-3
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
+    assert opt_a.state_dict()["state"][0]["step"] == opt_b.state_dict()["state"][0]["step"] == 6
 
 
 class NaNEnv(CountEnv):
