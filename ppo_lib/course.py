@@ -159,13 +159,24 @@ def _nbgrader_metadata(stem: str, index: int, cell: dict) -> dict | None:
     source = "".join(cell.get("source", ""))
     if cell["cell_type"] == "code" and graded_ids(source):
         ids = graded_ids(source)
-        return {"grade": True, "grade_id": f"check_{'_'.join(ids)}", "locked": True,
+        return {"grade": True, "grade_id": _grade_id(f"check_{'_'.join(ids)}"), "locked": True,
                 "points": len(ids), "schema_version": NBGRADER_SCHEMA_VERSION,
                 "solution": False, "task": False}
+    if _has_solution(source) and cell["cell_type"] == "markdown":
+        # nbgrader's "manually graded answer": markdown solutions must be graded cells
+        return {"grade": True, "grade_id": _grade_id(f"answer_{stem}_{index:02d}"),
+                "locked": False, "points": 1, "schema_version": NBGRADER_SCHEMA_VERSION,
+                "solution": True, "task": False}
     if _has_solution(source):
-        return {"grade": False, "grade_id": f"cell_{stem}_{index:02d}", "locked": False,
-                "schema_version": NBGRADER_SCHEMA_VERSION, "solution": True, "task": False}
+        return {"grade": False, "grade_id": _grade_id(f"cell_{stem}_{index:02d}"),
+                "locked": False, "schema_version": NBGRADER_SCHEMA_VERSION, "solution": True,
+                "task": False}
     return None
+
+
+def _grade_id(text: str) -> str:
+    """nbgrader grade ids allow letters, digits, '_' and '-' only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
 def _with_unique_grade_ids(cells: list[dict]) -> None:

@@ -89,7 +89,9 @@ def test_build_lesson_stubs_clears_outputs_and_sets_nbgrader_metadata():
         "grade": True, "grade_id": "check_gae", "locked": True, "points": 1,
         "schema_version": 3, "solution": False, "task": False}
     assert cells[5]["metadata"]["nbgrader"]["grade_id"] == "check_gae_2"  # unique ids
-    assert cells[4]["metadata"]["nbgrader"]["solution"] is True
+    assert cells[4]["metadata"]["nbgrader"] == {  # a manually graded markdown answer
+        "grade": True, "grade_id": "answer_42_test_04", "locked": False, "points": 1,
+        "schema_version": 3, "solution": True, "task": False}
     assert "nbgrader" not in cells[1]["metadata"]
     assert "widgets" not in lesson["metadata"]
     assert (lesson["nbformat"], lesson["nbformat_minor"]) == (4, 5)
