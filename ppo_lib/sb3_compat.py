@@ -13,6 +13,7 @@ trunk, the lesson-05 hooks ``advantage_fn`` / ``loss_fn``) have no SB3 equivalen
 - ``read_progress_csv(path)``: SB3's ``progress.csv`` -> rows that ``diagnose`` accepts.
 - ``SB3LogRecorder``: an SB3 callback that keeps one row per update, like ppo_lib's logger.
 - ``read_sb3_log(rows)``: which fix a log asks for (the lesson-08 exercise's reference).
+- ``copy_sb3_weights(sb3_policy, policy)``: SB3 weights into a ppo_lib policy (same loss test).
 """
 
 from __future__ import annotations
@@ -282,3 +283,26 @@ def read_sb3_log(rows: list[Mapping[str, float]], window: int = 5) -> str:
     if ev is not None and ev <= 0:
         return "fix the critic"
     return "nothing to fix"
+
+
+def copy_sb3_weights(sb3_policy: Any, policy: Any) -> None:
+    """Load an SB3 ``ActorCriticPolicy``'s weights into a ppo_lib policy of the same shape.
+
+    ppo_lib's ``CategoricalActorCritic`` / ``GaussianActorCritic`` name their layers as SB3
+    does (``mlp_extractor.policy_net``, ``mlp_extractor.value_net``, ``action_net``,
+    ``value_net``, ``log_std``), so the state dicts match key for key when both have the
+    same ``net_arch`` (separate pi and vf networks; SB3's Flatten features extractor has no
+    weights). ``sb3_policy`` may also be a state dict.
+    """
+    state = sb3_policy if isinstance(sb3_policy, Mapping) else sb3_policy.state_dict()
+    own = policy.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"sb3_policy's weights do not match policy's: missing {missing}, "
+                         f"unexpected {unexpected}; expected the same net_arch in both")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ValueError(f"sb3_policy's {key} has shape {tuple(value.shape)} but policy's "
+                             f"has {tuple(own[key].shape)}; expected the same net_arch")
+    policy.load_state_dict(state)
