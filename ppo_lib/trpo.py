@@ -104,6 +104,29 @@ def fisher_vector_product(mean_kl: Tensor, params: Sequence[Tensor], vector: Ten
     return flat_grad(kl_grad_dot_v, params, retain_graph=True) + damping * vector
 
 
+def fisher_matrix(policy: nn.Module, obs: Tensor) -> Tensor:
+    """The explicit Fisher matrix of a categorical policy, (n_params, n_params).
+
+        F = mean_s sum_a pi(a|s) grad log pi(a|s) grad log pi(a|s)^T
+
+    Forming it costs memory n_params^2 and time ~ batch x actions x n_params^2; inverting
+    it ~ n_params^3. Lesson 02 times this against ``conjugate_gradient`` with
+    ``fisher_vector_product``, which never forms F. For small policies and tests only.
+    """
+    params = {name: p.detach() for name, p in policy.named_parameters()}
+    jacobians = torch.func.jacrev(_log_probs_of_params, argnums=0)(params, policy, obs)
+    grads = torch.cat([j.reshape(*j.shape[:2], -1) for j in jacobians.values()], dim=-1)
+    with torch.no_grad():
+        probs = torch.softmax(policy(obs), dim=-1)                      # (B, A)
+    weighted = grads * probs.unsqueeze(-1)                              # (B, A, n)
+    return torch.einsum("ban,bam->nm", weighted, grads) / obs.shape[0]
+
+
+def _log_probs_of_params(params: dict, policy: nn.Module, obs: Tensor) -> Tensor:
+    """log pi(.|s) for every state, as a function of the parameters (for jacrev)."""
+    return torch.log_softmax(torch.func.functional_call(policy, params, (obs,)), dim=-1)
+
+
 def categorical_mean_kl(old_logits: Tensor, logits: Tensor) -> Tensor:
     """mean_t KL(pi_old(.|s_t) || pi_theta(.|s_t)) for categorical policies given by logits."""
     return kl_categorical(torch.softmax(old_logits.detach(), dim=-1),

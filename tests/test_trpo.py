@@ -219,3 +219,11 @@ def test_train_trpo_learns_cartpole():
     assert returns[0] < 50
     assert sum(returns[-3:]) / 3 >= 300
     assert all(row["kl"] <= 0.01 for row in result.history)
+
+
+def test_fisher_matrix_matches_the_explicit_sum():
+    from ppo_lib.trpo import fisher_matrix
+    policy = tiny_policy(seed=3)
+    obs, _, _ = tiny_data(seed=3, n=6)
+    torch.testing.assert_close(fisher_matrix(policy, obs), explicit_fisher(policy, obs),
+                               rtol=1e-6, atol=1e-10)
