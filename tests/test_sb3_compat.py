@@ -143,3 +143,25 @@ def test_recorder_and_csv_agree_on_a_tiny_sb3_run(tmp_path):
         assert recorder.rows[k]["train/approx_kl"] == pytest.approx(rows[k + 1]["train/approx_kl"])
     assert recorder.rows[-1]["time/total_timesteps"] == 96
     assert recorder.get("train/n_updates") == [1.0, 2.0, 3.0]
+
+
+def test_copy_sb3_weights_gives_the_same_policy():
+    from ppo_lib.policies import CategoricalActorCritic
+    torch.manual_seed(0)
+    net_arch = dict(pi=[16, 16], vf=[8])
+    sb3 = SB3PPO("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=net_arch),
+                 device="cpu", seed=0)
+    policy = CategoricalActorCritic(sb3.observation_space, sb3.action_space, net_arch=net_arch)
+    sb3_compat.copy_sb3_weights(sb3.policy, policy)
+    obs, actions = torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1])
+    with torch.no_grad():
+        want = sb3.policy.evaluate_actions(obs, actions)
+        got = policy.evaluate_actions(obs, actions)
+    for w, g in zip(want, got):
+        assert torch.allclose(w.flatten(), g.flatten(), atol=1e-6)
+    other = CategoricalActorCritic(sb3.observation_space, sb3.action_space,
+                                   net_arch=dict(pi=[16, 16], vf=[4]))
+    with pytest.raises(ValueError, match="shape"):
+        sb3_compat.copy_sb3_weights(sb3.policy, other)
+    with pytest.raises(ValueError, match="missing"):
+        sb3_compat.copy_sb3_weights({}, policy)
