@@ -175,9 +175,8 @@ def compare(got: Any, want: Any, atol: float = 1e-5, rtol: float = 1e-4) -> str 
             return f"expected a torch.Tensor of shape {tuple(want.shape)}, got {_describe(got)}"
         if got.shape != want.shape:
             return f"expected shape {tuple(want.shape)}, got shape {tuple(got.shape)}"
-        if got.is_complex() or not (got.is_floating_point() or not want.is_floating_point()):
-            if want.is_floating_point() and not got.is_floating_point():
-                return f"expected a floating-point tensor, got dtype {got.dtype}"
+        if want.is_floating_point() and not got.is_floating_point():
+            return f"expected a floating-point tensor, got dtype {got.dtype}"
         if not torch.allclose(got.detach().double(), want.detach().double(), atol=atol,
                               rtol=rtol, equal_nan=True):
             return _first_difference(got, want, atol, rtol) + _sign_note(got, want, atol, rtol)
@@ -193,14 +192,16 @@ def compare(got: Any, want: Any, atol: float = 1e-5, rtol: float = 1e-4) -> str 
                 return f"item {i} of the tuple: {problem}"
         return None
     if isinstance(want, bool):
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = bool(got.item())
+        if (isinstance(got, torch.Tensor) and got.numel() == 1) or type(got).__name__ in ("bool_", "bool"):
+            got = bool(got)  # a one-element tensor or a numpy bool
         if not isinstance(got, bool):
             return f"expected True or False, got {_describe(got)}"
         return None if got == want else f"expected {want}, got {got}"
     if isinstance(want, (float, int)):
         if isinstance(got, torch.Tensor) and got.numel() != 1:
             return f"expected a single number, got a tensor of shape {tuple(got.shape)}"
+        if isinstance(got, (str, bytes)):
+            return f"expected a number, got the text {got!r}"
         try:
             g = float(got)
         except (TypeError, ValueError):

@@ -205,3 +205,14 @@ def test_register_rejects_duplicates_and_bad_kind(toy):
         grading.register(toy)
     with pytest.raises(ValueError, match="kind"):
         grading.register(Exercise("x_kind", "99", "x", cases=lambda: [], kind="other"))
+
+
+def test_compare_types():
+    import numpy as np
+    assert compare(np.bool_(True), True) is None
+    assert compare(T(True), True) is None
+    assert "True or False" in compare(1, True)
+    assert "text" in compare("0.5", 0.5)
+    assert "floating-point" in compare(T([1, 2]), T([1.0, 2.0]))
+    assert compare({"a": T(1.0)}, {"a": T(1.0)}) is None
+    assert "key 'a'" in compare({"a": T(2.0)}, {"a": T(1.0)})
