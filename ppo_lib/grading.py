@@ -283,11 +283,13 @@ def _call_with_alarm(fn: Callable, args: tuple, kwargs: dict, seconds: float) ->
         signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
         return fn(*args, **kwargs)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
-        if previous_timer[0] > 0:  # restore the outer timer, minus the time we used
-            left = max(previous_timer[0] - (time.monotonic() - started), 1e-3)
-            signal.setitimer(signal.ITIMER_REAL, left, previous_timer[1])
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:  # even if the alarm fires right here, the old handler and timer come back
+            signal.signal(signal.SIGALRM, previous_handler)
+            if previous_timer[0] > 0:  # restore the outer timer, minus the time we used
+                left = max(previous_timer[0] - (time.monotonic() - started), 1e-3)
+                signal.setitimer(signal.ITIMER_REAL, left, previous_timer[1])
 
 
 def _call_in_thread(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
