@@ -104,9 +104,9 @@ def test_ratio_histogram_share_outside(ax):
 
 
 def test_widgets_readout_printed_and_figure_closed(capsys):
-    def draw(clip_range):
-        fig, axes = plotting.new_figure(2)
-        plotting.plot_clip_objective(axes[0], +1, clip_range)
+    def draw(clip_range):  # a tiny figure: this test is about the readout and closing
+        fig, axes = plotting.new_figure(1, width=1.0, height=1.0)
+        axes[0].plot([0, 1], [clip_range, clip_range])
         return fig, plotting.clip_readout(clip_range)
 
     before = len(plt.get_fignums())
