@@ -280,13 +280,26 @@ def stale_lessons(names: list[str] | None = None) -> list[Path]:
     return stale
 
 
+def update_solution_metadata(path: Path) -> bool:
+    """Give a solution its nbgrader metadata and stable cell ids, in place (outputs kept).
+    Returns True when the file changed."""
+    nb = _read(path)
+    updated = solution_metadata(nb, path.stem)
+    if updated == nb:
+        return False
+    path.write_text(dumps(updated), encoding="utf-8")
+    return True
+
+
 def build(names: list[str] | None = None, lessons_dir: Path | None = None) -> list[Path]:
     """Write the lessons of the given solutions (all by default); return the paths written.
-    A lesson already up to date is not rewritten (its mtime stays)."""
+    Solutions get their nbgrader metadata too (in place, outputs kept). A file already up
+    to date is not rewritten (its mtime stays)."""
     out_dir = Path(lessons_dir) if lessons_dir else LESSONS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for solution in solution_paths(names):
+        update_solution_metadata(solution)
         text = expected_lesson_text(solution)
         target = out_dir / solution.name
         if not target.exists() or target.read_text(encoding="utf-8") != text:

@@ -123,6 +123,9 @@ def test_build_and_check_on_folders(tmp_path, monkeypatch, capsys):
     assert course.main(["build", "--check"]) == 1
     assert "out of date: " in capsys.readouterr().out
     assert course.main(["build"]) == 0
+    sol = json.loads((solutions / "42_test.ipynb").read_text())  # metadata added in place
+    assert sol["cells"][3]["metadata"]["nbgrader"]["grade_id"] == "check_gae"
+    assert sol["cells"][2]["outputs"][0]["text"] == ["hi\n"]  # outputs kept
     written = (lessons / "42_test.ipynb").read_bytes()
     mtime = (lessons / "42_test.ipynb").stat().st_mtime_ns
     assert course.main(["build", "--check"]) == 0
