@@ -12,6 +12,9 @@ import os
 
 from .diagnostics import METRIC_KEYS
 
+# Keys some rows have: train/std (Gaussian policies), train/clip_range_vf (value clipping).
+EXTRA_KEYS = ("train/std", "train/clip_range_vf", "time/iterations", "time/time_elapsed")
+
 
 class Logger:
     """Rows of metrics, optionally mirrored to TensorBoard and to the terminal."""
@@ -41,7 +44,7 @@ class Logger:
 
     def get(self, key: str) -> list[float]:
         """The column ``key`` over all rows (NaN where a row lacks it)."""
-        known = set(METRIC_KEYS) | {key for row in self.rows for key in row}
+        known = set(METRIC_KEYS) | set(EXTRA_KEYS) | {key for row in self.rows for key in row}
         if key not in known:
             raise KeyError(f"unknown logger key {key!r}; known keys: {sorted(known)}")
         return [row.get(key, float("nan")) for row in self.rows]

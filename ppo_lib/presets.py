@@ -4,7 +4,8 @@
 "cartpole", "atari" and "mujoco" are the source notes' rows exactly (everything else at
 PPO's defaults); "cartpole_tuned" is rl-baselines3-zoo's CartPole-v1 set; "cartpole_fast"
 is the quickest set we found that solves CartPole-v1 reliably (benchmarks/README.md).
-"pendulum" is rl-zoo's Pendulum-v1 set (gSDE off).
+"pendulum" is rl-zoo's Pendulum-v1 set with gSDE off and batch_size 256 (fewer, larger
+gradient steps: reaches about -200 in ~100k steps, seed 0).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                            n_epochs=20, ent_coef=0.0, learning_rate=linear_schedule(1e-3),
                            clip_range=linear_schedule(0.2)),
     # Fewest seconds to a solved CartPole-v1 we measured (benchmarks/cartpole_vs_sb3.py).
+    # The zoo set with 4x fewer gradient steps (n_epochs 5 instead of 20) and a larger
+    # step size: solved (20-episode deterministic eval >= 475) at 64k-102k steps, seeds 0-3.
     "cartpole_fast": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
-                          n_epochs=20, ent_coef=0.0, learning_rate=linear_schedule(1e-3),
-                          clip_range=linear_schedule(0.2)),
-    # rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1, without gSDE.
-    "pendulum": dict(n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
-                     ent_coef=0.0, learning_rate=1e-3, clip_range=0.2),
+                          n_epochs=5, ent_coef=0.0, learning_rate=linear_schedule(3e-3),
+                          clip_range=linear_schedule(0.25)),
+    # rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1, without gSDE, batch_size 256.
+    "pendulum": dict(n_envs=4, n_steps=1024, batch_size=256, gae_lambda=0.95, gamma=0.9,
+                     n_epochs=10, ent_coef=0.0, learning_rate=1e-3, clip_range=0.2),
 }
 
 

@@ -1,0 +1,148 @@
+"""ppo_lib vs Stable-Baselines3 on CartPole-v1, same hyperparameters, same process.
+
+    .venv/bin/python benchmarks/cartpole_vs_sb3.py [--seeds 5] [--steps 100000]
+
+Both libraries train with rl-baselines3-zoo's CartPole-v1 set (ppo_lib.presets
+"cartpole_tuned") for --steps steps, seed by seed, interleaved (ppo_lib seed 0, SB3 seed 0,
+ppo_lib seed 1, ...) so that a busy machine slows both alike. torch runs on one thread in
+both. Per seed it prints the wall time, the first step at which the moving mean of the last
+20 training-episode returns reached 475, and the final deterministic evaluation (20
+episodes); then the median SB3 / ppo_lib wall-time ratio. Last, the wall time to *solve*
+CartPole (stop as soon as a 20-episode deterministic evaluation reaches 475) with ppo_lib's
+"cartpole_fast" preset vs SB3's zoo run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import deque
+
+import numpy as np
+import torch
+
+from ppo_lib import presets
+from ppo_lib.callbacks import BaseCallback
+from ppo_lib.evaluation import evaluate_policy
+from ppo_lib.ppo import PPO
+
+SOLVED = 475.0
+
+
+class FirstSolved(BaseCallback):
+    """ppo_lib: the step at which the mean of the last 20 episode returns reached 475; with
+    ``stop_on_eval`` also stop once a 20-episode deterministic evaluation reaches 475."""
+
+    def __init__(self, stop_on_eval: bool = False):
+        super().__init__()
+        self.stop_on_eval, self.first_step, self.solved_step = stop_on_eval, None, None
+        self.seen, self.window, self.last_eval = 0, deque(maxlen=20), -10**9
+
+    def _on_update_end(self) -> None:
+        env = self.model.env
+        new = env.episode_count - self.seen
+        self.seen = env.episode_count
+        self.window.extend(list(env.episode_returns)[-new:] if new else [])
+        if self.first_step is None and len(self.window) == 20 and np.mean(self.window) >= SOLVED:
+            self.first_step = self.num_timesteps
+        if (self.stop_on_eval and self.first_step is not None
+                and self.num_timesteps - self.last_eval >= 2000):
+            self.last_eval = self.num_timesteps
+            if evaluate_policy(self.model, "CartPole-v1", 20, seed=10_000)[0] >= SOLVED:
+                self.solved_step = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return self.solved_step is None
+
+
+def run_ppo_lib(seed: int, steps: int, preset: str = "cartpole_tuned", stop: bool = False):
+    start = time.perf_counter()
+    cb = FirstSolved(stop_on_eval=stop)
+    model = PPO("MlpPolicy", "CartPole-v1", seed=seed, **presets.get(preset))
+    model.learn(steps, callback=cb)
+    wall = time.perf_counter() - start
+    final = evaluate_policy(model, "CartPole-v1", 20, seed=10_000)[0]
+    return wall, cb.first_step, cb.solved_step, final
+
+
+def run_sb3(seed: int, steps: int, stop: bool = False):
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy as sb3_evaluate
+
+    class SB3FirstSolved(SB3Callback):
+        def __init__(self):
+            super().__init__()
+            self.window, self.first_step, self.solved_step, self.last_eval = (
+                deque(maxlen=20), None, None, -10**9)
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.window.append(info["episode"]["r"])
+            if (self.first_step is None and len(self.window) == 20
+                    and np.mean(self.window) >= SOLVED):
+                self.first_step = self.num_timesteps
+            return self.solved_step is None
+
+        def _on_rollout_end(self) -> None:
+            if stop and self.first_step is not None and self.num_timesteps - self.last_eval >= 2000:
+                self.last_eval = self.num_timesteps
+                mean, _ = sb3_evaluate(self.model, make_vec_env("CartPole-v1", seed=10_000), 20)
+                if mean >= SOLVED:
+                    self.solved_step = self.num_timesteps
+
+    zoo = presets.get("cartpole_tuned")
+    n_envs = zoo.pop("n_envs")
+    start = time.perf_counter()
+    cb = SB3FirstSolved()
+    model = SB3PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed),
+                   seed=seed, device="cpu", **zoo)
+    model.learn(steps, callback=cb)
+    wall = time.perf_counter() - start
+    final = evaluate_policy(model, "CartPole-v1", 20, seed=10_000)[0]
+    return wall, cb.first_step, cb.solved_step, final
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--skip-solve", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    print(f"{'seed':>4} | {'lib':>7} | {'wall s':>7} | {'475 at step':>11} | {'final eval':>10}")
+    ratios = []
+    for seed in range(args.seeds):
+        ours = run_ppo_lib(seed, args.steps)
+        theirs = run_sb3(seed, args.steps)
+        for name, (wall, first, _, final) in (("ppo_lib", ours), ("sb3", theirs)):
+            print(f"{seed:>4} | {name:>7} | {wall:7.1f} | {str(first):>11} | {final:10.1f}",
+                  flush=True)
+        ratios.append(theirs[0] / ours[0])
+    print(f"median SB3 / ppo_lib wall-time ratio: {statistics.median(ratios):.2f} "
+          f"(per seed: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+    if args.skip_solve:
+        return
+    print("\ntime to solve (stop when a 20-episode deterministic evaluation reaches 475):")
+    fast, zoo = [], []
+    for seed in range(args.seeds):
+        wall, _, solved, _ = run_ppo_lib(seed, 150_000, "cartpole_fast", stop=True)
+        fast.append(wall)
+        print(f"  seed {seed}: ppo_lib cartpole_fast {wall:6.1f} s (solved at {solved})",
+              flush=True)
+        wall, _, solved, _ = run_sb3(seed, 150_000, stop=True)
+        zoo.append(wall)
+        print(f"  seed {seed}: SB3 zoo              {wall:6.1f} s (solved at {solved})",
+              flush=True)
+    print(f"median: ppo_lib cartpole_fast {statistics.median(fast):.1f} s, "
+          f"SB3 zoo {statistics.median(zoo):.1f} s, "
+          f"ratio {statistics.median(zoo) / statistics.median(fast):.2f}")
+
+
+if __name__ == "__main__":
+    main()
