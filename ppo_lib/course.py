@@ -200,6 +200,7 @@ def _clean_metadata(metadata: dict) -> dict:
 def solution_metadata(nb: dict, stem: str) -> dict:
     """``nb`` with nbgrader metadata and stable ids set on its cells (solutions keep them)."""
     nb = copy.deepcopy(nb)
+    nb["nbformat"], nb["nbformat_minor"] = 4, max(5, nb.get("nbformat_minor", 5))  # cell ids
     for index, cell in enumerate(nb["cells"]):
         cell["id"] = _cell_id(stem, index, cell)
         meta = cell.setdefault("metadata", {})
