@@ -1,7 +1,8 @@
 """Small multi-seed runs and sweeps that return data for plots (lessons 07 and 08).
 
 A *trainer* here is any function ``train(config, seed) -> (rows, seconds)`` that trains one
-run and returns its logger rows (one dict per update, SB3 keys) and its wall time.
+run and returns its logger rows (one dict per update, SB3 keys) and the CPU seconds it took
+(``time.process_time``: on a shared machine wall time mostly measures the neighbours).
 ``train_ppo_lib`` and ``train_sb3`` are two, to be bound to an env and a budget with
 ``functools.partial``:
 
@@ -44,7 +45,7 @@ class Curves:
 
     steps: np.ndarray                 # (P,) time steps of the grid
     values: np.ndarray                # (S, P) the metric per seed (NaN before it exists)
-    seconds: np.ndarray               # (S,) wall time of each run
+    seconds: np.ndarray               # (S,) CPU seconds of each run
     rows: list[Rows] = field(default_factory=list)   # each seed's logger rows
 
     def final(self, last: int = 1) -> np.ndarray:
@@ -75,10 +76,10 @@ def train_ppo_lib(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-
     """Train ppo_lib's PPO(**config) for ``total_timesteps``; its logger rows and seconds."""
     from .ppo import PPO
 
-    start = time.perf_counter()
+    start = time.process_time()
     model = PPO("MlpPolicy", env_id, seed=seed, **config)
     model.learn(total_timesteps)
-    return [dict(row) for row in model.logger.rows], time.perf_counter() - start
+    return [dict(row) for row in model.logger.rows], time.process_time() - start
 
 
 def train_sb3(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-v1",
@@ -87,11 +88,11 @@ def train_sb3(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-v1",
     ``sb3_compat``); rows recorded per update with ``SB3LogRecorder``."""
     from .sb3_compat import SB3LogRecorder, make_sb3
 
-    start = time.perf_counter()
+    start = time.process_time()
     model = make_sb3(config, env_id, seed=seed, device="cpu")
     recorder = SB3LogRecorder()
     model.learn(total_timesteps, callback=recorder)
-    return recorder.rows, time.perf_counter() - start
+    return recorder.rows, time.process_time() - start
 
 
 def run_seeds(train: Trainer, config: Mapping[str, Any], seeds: Iterable[int],
@@ -127,10 +128,8 @@ def sweep(train: Trainer, base_config: Mapping[str, Any],
         out[param] = {}
         for value in values:
             is_base = param in base_config and base_config[param] == value
-            if is_base and base_curves is not None:
+            if is_base and base_curves is not None:  # trained already: no progress to add
                 out[param][value] = base_curves
-                if progress is not None:
-                    progress.update(len(seeds))
                 continue
             curves = run_seeds(train, {**base_config, param: value}, seeds, grid, key,
                                progress)
