@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -42,24 +43,27 @@ def _is_mapping_of_runs(answer: Any) -> str | None:
     return None
 
 
-def _run_is(run: str):
-    def verify(answer: dict) -> str | None:
-        if answer[run] != DIAGNOSE_RUNS_ANSWER[run]:
-            return f"run {run} is not '{answer[run]}'"
-        return None
-    return verify
+def _run_is(run: str, answer: dict) -> str | None:
+    if answer[run] != DIAGNOSE_RUNS_ANSWER[run]:
+        return f"run {run} is not '{answer[run]}'"
+    return None
 
 
 def _diagnose_runs_cases() -> list[Case]:
     cases = [Case("a dict from run name to one of PROBLEMS", verify=_is_mapping_of_runs,
                   hint=f"answer = {{'A': ..., 'B': ..., 'C': ...}} with labels from {PROBLEMS}")]
     for run in sorted(DIAGNOSE_RUNS_ANSWER):
-        cases.append(Case(f"run {run}", verify=_run_is(run), hint=_RUN_HINTS[run]))
+        cases.append(Case(f"run {run}", verify=partial(_run_is, run), hint=_RUN_HINTS[run]))
     return cases
 
 
+def _returns(answer: Any) -> Any:
+    return answer
+
+
 def _answer(answer: Any):
-    return lambda: answer
+    """A zero-argument function returning ``answer`` (a learner's diagnose_runs)."""
+    return partial(_returns, answer)
 
 
 def diagnose_runs() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -17,16 +18,12 @@ def _halving(progress_remaining: float) -> float:
     return 3e-4 * progress_remaining
 
 
-def _unchanged(config: dict[str, Any]):
-    before = {key: (value.copy() if isinstance(value, dict) else value)
-              for key, value in config.items()}
-
-    def verify(output: Any) -> str | None:
-        if config != before:
-            return "your function changed the config it was given; build a new dict instead"
-        want = to_sb3_kwargs(before)
-        return None if output == want else f"expected {want!r}, got {output!r}"
-    return verify
+def _unchanged(config: dict[str, Any], before: dict[str, Any], output: Any) -> str | None:
+    """``config`` must still equal ``before`` (its copy made before the call)."""
+    if config != before:
+        return "your function changed the config it was given; build a new dict instead"
+    want = to_sb3_kwargs(before)
+    return None if output == want else f"expected {want!r}, got {output!r}"
 
 
 def _to_sb3_kwargs_cases() -> list[Case]:
@@ -56,7 +53,8 @@ def _to_sb3_kwargs_cases() -> list[Case]:
              args=(dict(policy_kwargs=dict(net_arch=[dict(pi=[256, 256], vf=[256, 256])])),),
              hint="[dict(pi=..., vf=...)] is the SB3 < 1.8 format (SB3 2.x warns and takes "
                   "its first element): write net_arch=dict(pi=[...], vf=[...])"),
-        Case("the config is not modified", args=(mutable,), verify=_unchanged(mutable),
+        Case("the config is not modified", args=(mutable,),
+             verify=partial(_unchanged, mutable, dict(mutable)),
              hint="don't pop or delete keys from the config you were given; build a new dict"),
     ]
 
@@ -158,31 +156,35 @@ def _read_sb3_log_cases() -> list[Case]:
     ]
 
 
+def _only_kl(rows):
+    kl = rows[-1]["train/approx_kl"]
+    return ("lower learning_rate" if kl > 0.05 else
+            "raise learning_rate" if kl < 0.001 else "nothing to fix")
+
+
+def _critic_first(rows):
+    if rows[-1]["train/explained_variance"] <= 0:
+        return "fix the critic"
+    return read_sb3_log(rows)
+
+
+def _first_row(rows):
+    return read_sb3_log(rows[:1] + rows[:1])
+
+
+def _reversed_kl(rows):
+    kl = rows[-1]["train/approx_kl"]
+    return ("raise learning_rate" if kl > 0.05 else
+            "lower learning_rate" if kl < 0.001 else "nothing to fix")
+
+
 def _read_sb3_log_mistakes() -> list[Mistake]:
-    def only_kl(rows):
-        kl = rows[-1]["train/approx_kl"]
-        return ("lower learning_rate" if kl > 0.05 else
-                "raise learning_rate" if kl < 0.001 else "nothing to fix")
-
-    def critic_first(rows):
-        if rows[-1]["train/explained_variance"] <= 0:
-            return "fix the critic"
-        return read_sb3_log(rows)
-
-    def first_row(rows):
-        return read_sb3_log(rows[:1] + rows[:1])
-
-    def reversed_kl(rows):
-        kl = rows[-1]["train/approx_kl"]
-        return ("raise learning_rate" if kl > 0.05 else
-                "lower learning_rate" if kl < 0.001 else "nothing to fix")
-
     return [
         Mistake("always nothing to fix", lambda rows: "nothing to fix"),
-        Mistake("looks at approx_kl only", only_kl),
-        Mistake("blames the critic before the learning rate", critic_first),
-        Mistake("reads the first row (no train/ values in SB3)", first_row),
-        Mistake("too-large and too-small swapped", reversed_kl),
+        Mistake("looks at approx_kl only", _only_kl),
+        Mistake("blames the critic before the learning rate", _critic_first),
+        Mistake("reads the first row (no train/ values in SB3)", _first_row),
+        Mistake("too-large and too-small swapped", _reversed_kl),
     ]
 
 
