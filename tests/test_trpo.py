@@ -12,6 +12,12 @@ from ppo_lib.trpo import (categorical_mean_kl, conjugate_gradient, fisher_vector
 torch.set_num_threads(1)
 
 
+def assert_close(got, want, rtol=1e-5, atol=1e-8):
+    """torch.allclose with a message (torch.testing.assert_close costs ~2 s on first use)."""
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert torch.allclose(got, want, rtol=rtol, atol=atol), (got, want)
+
+
 def random_spd(n, condition=10.0, seed=0):
     """A random symmetric positive-definite n x n matrix with the given condition number."""
     g = torch.Generator().manual_seed(seed)
@@ -30,7 +36,7 @@ def test_conjugate_gradient_solves_spd_systems(n):
     A = random_spd(n, condition=10.0, seed=n)
     b = torch.randn(n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     x = conjugate_gradient(functools.partial(matvec, A), b, iters=n, tol=0.0)
-    torch.testing.assert_close(x, torch.linalg.solve(A, b), rtol=1e-8, atol=1e-8)
+    assert_close(x, torch.linalg.solve(A, b), rtol=1e-8, atol=1e-8)
 
 
 def test_conjugate_gradient_float32_random_matrix():
@@ -39,7 +45,7 @@ def test_conjugate_gradient_float32_random_matrix():
     A = M @ M.T + 8 * torch.eye(8)
     b = torch.randn(8, generator=g)
     x = conjugate_gradient(functools.partial(matvec, A), b, iters=8)
-    torch.testing.assert_close(x, torch.linalg.solve(A, b), rtol=1e-4, atol=1e-4)
+    assert_close(x, torch.linalg.solve(A, b), rtol=1e-4, atol=1e-4)
 
 
 def test_few_iterations_on_ill_conditioned_matrix_are_less_accurate():
@@ -122,11 +128,11 @@ def test_fisher_vector_product_matches_explicit_fisher_and_kl_hessian():
     theta0 = torch.nn.utils.parameters_to_vector(params).detach()
     H = torch.autograd.functional.hessian(
         functools.partial(kl_of_flat_params, policy, obs, old_logits), theta0)
-    torch.testing.assert_close(H, F, rtol=1e-6, atol=1e-9)
+    assert_close(H, F, rtol=1e-6, atol=1e-9)
     v = torch.randn(n, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    torch.testing.assert_close(fisher_vector_product(mean_kl, params, v, damping=0.0), F @ v,
+    assert_close(fisher_vector_product(mean_kl, params, v, damping=0.0), F @ v,
                                rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(fisher_vector_product(mean_kl, params, v, damping=0.1),
+    assert_close(fisher_vector_product(mean_kl, params, v, damping=0.1),
                                F @ v + 0.1 * v, rtol=1e-6, atol=1e-9)
 
 
@@ -225,5 +231,5 @@ def test_fisher_matrix_matches_the_explicit_sum():
     from ppo_lib.trpo import fisher_matrix
     policy = tiny_policy(seed=3)
     obs, _, _ = tiny_data(seed=3, n=6)
-    torch.testing.assert_close(fisher_matrix(policy, obs), explicit_fisher(policy, obs),
+    assert_close(fisher_matrix(policy, obs), explicit_fisher(policy, obs),
                                rtol=1e-6, atol=1e-10)

@@ -10,6 +10,12 @@ from ppo_lib.vpg import (baseline_advantages, collect_episodes, evaluate, make_e
 torch.set_num_threads(1)
 
 
+def assert_close(got, want, rtol=1e-5, atol=1e-8):
+    """torch.allclose with a message (torch.testing.assert_close costs ~2 s on first use)."""
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert torch.allclose(got, want, rtol=rtol, atol=atol), (got, want)
+
+
 def test_mlp_shapes_and_activations():
     net = mlp([4, 8, 8, 2])
     assert [type(m) for m in net] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
@@ -20,7 +26,7 @@ def test_sample_actions_matches_probabilities():
     torch.manual_seed(0)
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]])).expand(4_000, 3)
     counts = torch.bincount(sample_actions(logits), minlength=3).float() / 4_000
-    torch.testing.assert_close(counts, torch.tensor([0.7, 0.2, 0.1]), atol=0.03, rtol=0)
+    assert_close(counts, torch.tensor([0.7, 0.2, 0.1]), atol=0.03, rtol=0)
 
 
 def test_collect_episodes_one_whole_episode_per_env():
@@ -55,10 +61,10 @@ def test_baseline_advantages():
     returns = torch.tensor([3.0, 1.0, 2.0])
     values = torch.tensor([1.0, 1.0, 1.0], requires_grad=True)
     raw = baseline_advantages(returns, values, normalize=False)
-    torch.testing.assert_close(raw, torch.tensor([2.0, 0.0, 1.0]))
+    assert_close(raw, torch.tensor([2.0, 0.0, 1.0]))
     assert not raw.requires_grad                      # the baseline is a constant
     norm = baseline_advantages(returns, values)
-    torch.testing.assert_close(norm, torch.tensor([1.0, -1.0, 0.0]), atol=1e-6, rtol=0)
+    assert_close(norm, torch.tensor([1.0, -1.0, 0.0]), atol=1e-6, rtol=0)
     constant = baseline_advantages(torch.ones(4), torch.zeros(4))
     assert torch.isfinite(constant).all()             # std 0: the 1e-8 keeps it finite
     assert baseline_advantages(torch.ones(1), torch.zeros(1)).item() == 1.0
