@@ -211,7 +211,8 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
         value_fn = make_value_function(envs, hidden)
     optimizer_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     pi_optimizer = optimizer_cls(policy.parameters(), lr=learning_rate)
-    vf_optimizer = torch.optim.Adam(value_fn.parameters(), lr=vf_learning_rate) if baseline else None
+    vf_optimizer = (torch.optim.Adam(value_fn.parameters(), lr=vf_learning_rate)
+                    if baseline else None)
     result = TrainingResult(policy, value_fn if baseline else None)
     timesteps, start = 0, time.perf_counter()
     for iteration in range(n_iterations):
@@ -250,7 +251,7 @@ def iteration_stats(iteration: int, timesteps: int, batch: EpisodeBatch, start: 
 
 def evaluate(policy: nn.Module, env_id: str = "CartPole-v1", n_episodes: int = 20,
              seed: int = 0, deterministic: bool = False) -> Tensor:
-    """Undiscounted returns of ``n_episodes`` episodes of ``policy`` (seeded), shape (n_episodes,)."""
+    """Undiscounted returns of ``n_episodes`` episodes of ``policy`` (seeded), (n_episodes,)."""
     check_positive_int("n_episodes", n_episodes)
     envs = make_env(env_id, n_episodes)
     with torch.random.fork_rng():   # seeded, without disturbing the caller's random stream
