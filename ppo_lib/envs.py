@@ -20,9 +20,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-EnvLike = "str | gym.Env | Sequence[Callable[[], gym.Env]] | VecEnv"
-
-
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space,
                  flat_obs: bool = True) -> None:
     """Refuse spaces the trainer cannot handle, naming the space and what works.

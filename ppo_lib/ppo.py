@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -399,11 +398,10 @@ class PPO:
             if described is None:
                 import warnings
                 warnings.warn(f"{name} is a function ({value!r}) that cannot be saved without "
-                              f"pickling code; saved as its current value. Use "
+                              f"pickling code; saved as its initial value. Use "
                               f"ppo_lib.schedules.linear_schedule, or pass {name}= to "
                               f"PPO.load.", stacklevel=3)
-                described = {"kind": "constant", "value": float(value(1.0 - min(
-                    1.0, self.num_timesteps / max(self.num_timesteps, 1))))}
+                described = {"kind": "constant", "value": float(value(1.0))}
             schedules[name] = described
         env_state = None
         if self.env is not None and self._last_obs is not None:
@@ -589,9 +587,9 @@ def _import_class(name: str, path) -> type:
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"{os.fspath(path)!r} needs the policy class {name}, which cannot be "
-                         f"imported here ({err}); pass it as PPO.load(..., policy=...) "
-                         f"is not supported, import the module defining it first") from err
+        raise ValueError(f"{os.fspath(path)!r} needs the class {name}, which cannot be "
+                         f"imported here ({err}); define it in an importable module (a class "
+                         f"defined in a notebook cell cannot be found again by name)") from err
     return obj
 
 
