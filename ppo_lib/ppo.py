@@ -452,6 +452,10 @@ class PPO:
                 env = make_vec_env(data["env_id"], n_envs=data["n_envs"])
             except Exception:  # env not registered here: a model that can only predict
                 env = None
+            if env is not None and (env.observation_space != obs_space
+                                    or env.action_space != act_space):
+                env.close()  # the saved env had wrappers (e.g. Atari preprocessing):
+                env = None   # pass env= to PPO.load to train on
         policy = data["policy"]
         if policy not in ("MlpPolicy", "CnnPolicy"):
             policy = _import_class(policy, path)

@@ -105,3 +105,23 @@ def test_custom_net_arch_and_activation_roundtrip(tmp_path):
     loaded = PPO.load(tmp_path / "m.pt")
     assert isinstance(loaded.policy.mlp_extractor.shared_net[1], torch.nn.ReLU)
     assert_same(params(model), params(loaded))
+
+
+def wrapped_cartpole():
+    import gymnasium as gym
+    return gym.wrappers.TimeAwareObservation(gym.make("CartPole-v1"))  # obs (5,)
+
+
+def test_wrapped_env_is_not_rebuilt_wrongly(tmp_path):
+    model = PPO("MlpPolicy", [wrapped_cartpole], seed=0, **SMALL)
+    model.save(tmp_path / "w.pt")
+    loaded = PPO.load(tmp_path / "w.pt")  # the bare id would give obs (4,): no env
+    assert loaded.env is None
+    obs = np.zeros((3, 5), np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
+                                  model.predict(obs, deterministic=True)[0])
+    with pytest.raises(ValueError, match="no env: pass env="):
+        loaded.learn(32)
+    again = PPO.load(tmp_path / "w.pt", env=[wrapped_cartpole])
+    again.learn(32)
+    assert again.num_timesteps == 32
