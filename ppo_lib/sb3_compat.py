@@ -260,6 +260,7 @@ class SB3LogRecorder(BaseCallback):
 
 # What a log can tell you to do (lesson 08, exercise ``read_sb3_log``).
 FIXES = ("lower learning_rate", "raise learning_rate", "fix the critic", "nothing to fix")
+COLLAPSED_ENTROPY = 0.01  # below this mean entropy the policy is (almost) deterministic
 
 
 def read_sb3_log(rows: list[Mapping[str, float]], window: int = 5) -> str:
@@ -268,15 +269,20 @@ def read_sb3_log(rows: list[Mapping[str, float]], window: int = 5) -> str:
     Uses the mean of each metric over the last ``window`` rows that measured it (SB3's first
     row has no ``train/`` values). In order: updates too large (approx_kl > 0.05 or
     clip_fraction > 0.5) -> "lower learning_rate" (they also wreck the critic, so fix this
-    first); updates too small (approx_kl < 0.001) -> "raise learning_rate"; critic no better
-    than the mean (explained_variance <= 0) -> "fix the critic"; else "nothing to fix".
+    first); a collapsed, deterministic policy (entropy = -entropy_loss < 0.01), the usual end
+    of too-large updates, which makes approx_kl read 0 -> "lower learning_rate" too; updates
+    too small (approx_kl < 0.001) -> "raise learning_rate"; critic no better than the mean
+    (explained_variance <= 0) -> "fix the critic"; else "nothing to fix".
     """
     m = last_metrics(rows, ("train/approx_kl", "train/clip_fraction",
-                            "train/explained_variance"), window=window)
+                            "train/explained_variance", "train/entropy_loss"), window=window)
     kl = m.get("train/approx_kl")
     clip = m.get("train/clip_fraction")
     ev = m.get("train/explained_variance")
+    entropy_loss = m.get("train/entropy_loss")
     if (kl is not None and kl > APPROX_KL_HIGH) or (clip is not None and clip > CLIP_FRACTION_HIGH):
+        return "lower learning_rate"
+    if entropy_loss is not None and -entropy_loss < COLLAPSED_ENTROPY:
         return "lower learning_rate"
     if kl is not None and kl < APPROX_KL_LOW:
         return "raise learning_rate"

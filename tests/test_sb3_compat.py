@@ -122,6 +122,8 @@ def test_read_sb3_log_rules():
     assert read_sb3_log(rows(approx_kl=0.01, explained_variance=0.0)) == "fix the critic"
     assert read_sb3_log(rows(approx_kl=0.01, clip_fraction=0.51)) == "lower learning_rate"
     assert read_sb3_log(rows(approx_kl=0.01, explained_variance=0.3)) == "nothing to fix"
+    assert read_sb3_log(rows(approx_kl=0.0, entropy_loss=-1e-9)) == "lower learning_rate"
+    assert read_sb3_log(rows(approx_kl=0.0, entropy_loss=-0.5)) == "raise learning_rate"
     assert set(FIXES) == {"lower learning_rate", "raise learning_rate", "fix the critic",
                           "nothing to fix"}
     with pytest.raises(ValueError, match="rows"):

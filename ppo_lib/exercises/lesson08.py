@@ -111,7 +111,8 @@ register(Exercise(
 
 
 def _log(approx_kl: float, clip_fraction: float, explained_variance: float,
-         n_rows: int = 8, ep_rew_mean: float = 40.0) -> list[dict[str, float]]:
+         n_rows: int = 8, ep_rew_mean: float = 40.0,
+         entropy: float = 0.6) -> list[dict[str, float]]:
     """A small SB3-like log: the first row has no train/ values (SB3 dumps before the first
     update); later rows wobble a little around the given metrics."""
     rows = [{"rollout/ep_rew_mean": 20.0, "time/total_timesteps": 2048.0}]
@@ -122,7 +123,7 @@ def _log(approx_kl: float, clip_fraction: float, explained_variance: float,
             "train/approx_kl": approx_kl * wobble,
             "train/clip_fraction": min(1.0, clip_fraction * wobble),
             "train/explained_variance": explained_variance * wobble,
-            "train/value_loss": 20.0, "train/entropy_loss": -0.6,
+            "train/value_loss": 20.0, "train/entropy_loss": -entropy,
         })
     return rows
 
@@ -149,6 +150,11 @@ def _read_sb3_log_cases() -> list[Case]:
         Case("too large updates also break the critic", args=(_log(0.2, 0.7, -0.5),),
              expected="lower learning_rate",
              hint="huge updates wreck the critic too: fix the learning rate first"),
+        Case("a collapsed policy", args=(_log(0.0, 0.0, 0.9, ep_rew_mean=9.0, entropy=1e-8),),
+             expected="lower learning_rate",
+             hint="train/entropy_loss is 0: the policy is deterministic, so nothing moves and "
+                  "approx_kl reads 0. That is a collapse after too-large updates, not timid "
+                  "ones: raising the learning rate would not help"),
         Case("a log of one row, before any update", args=(_log(0.01, 0.1, 0.8, n_rows=1),),
              expected="nothing to fix",
              hint="SB3's first row has no train/ values: with nothing measured there is "
@@ -178,8 +184,16 @@ def _reversed_kl(rows):
             "lower learning_rate" if kl < 0.001 else "nothing to fix")
 
 
+def _no_collapse_rule(rows):
+    kl = [row["train/approx_kl"] for row in rows if "train/approx_kl" in row][-5:]
+    if kl and sum(kl) / len(kl) < 0.001:
+        return "raise learning_rate"
+    return read_sb3_log(rows)
+
+
 def _read_sb3_log_mistakes() -> list[Mistake]:
     return [
+        Mistake("a collapsed policy taken for a timid one", _no_collapse_rule),
         Mistake("always nothing to fix", lambda rows: "nothing to fix"),
         Mistake("looks at approx_kl only", _only_kl),
         Mistake("blames the critic before the learning rate", _critic_first),
