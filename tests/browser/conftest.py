@@ -43,6 +43,7 @@ MISSING_CHROMIUM = (f"browser tests need Chromium at {CHROMIUM}: "
 BROWSER_GROUP = "browser"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark every test here `browser` and group them on one xdist worker; order them lesson
     by lesson (run all, then slider, then exercise) so that each lesson's kernel is started
@@ -84,8 +85,13 @@ class LabServer:
             f"{self.base}{path}", data=data, method=method,
             headers={"Authorization": f"token {self.token}",
                      "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:2000]
+            raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.msg} ({method} {path}): "
+                                         f"{detail}", exc.headers, None) from None
         return json.loads(text) if text else None
 
     def url(self, path: str) -> str:

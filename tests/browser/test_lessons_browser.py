@@ -34,6 +34,8 @@ STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]
 VERDICT = ".ppo-verdict"
 NOT_DONE = "not done yet"
 
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
 if not LESSON_NAMES:
     pytest.skip("no lessons in lessons/ yet", allow_module_level=True)
 
@@ -141,20 +143,30 @@ class Runner:
         page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
         page.keyboard.press("Escape")
         page.keyboard.press("Control+s")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            model = self.lab.api("GET", f"/api/contents/{path}?content=1")
-            if model["last_modified"] != before:
-                return model["content"]
-            time.sleep(0.3)
+        model = self._read_saved(path, before)
+        if model is not None:
+            return model
         _menu(page, "File", "Save Notebook")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            model = self.lab.api("GET", f"/api/contents/{path}?content=1")
-            if model["last_modified"] != before:
-                return model["content"]
-            time.sleep(0.3)
+        model = self._read_saved(path, before)
+        if model is not None:
+            return model
         raise AssertionError(f"{path}: saving from the browser did not change the file")
+
+    def _read_saved(self, path: str, before: str, wait: float = 30) -> dict | None:
+        """The notebook's content once its last_modified moved past `before`, else None.
+        A read can fail while the file is being replaced: retry until `wait` runs out."""
+        deadline, error = time.monotonic() + wait, None
+        while time.monotonic() < deadline:
+            try:
+                model = self.lab.api("GET", f"/api/contents/{path}?content=1")
+                if model["last_modified"] != before:
+                    return model["content"]
+            except urllib.error.HTTPError as exc:
+                error = exc
+            time.sleep(0.3)
+        if error is not None:
+            raise error
+        return None
 
     def _screenshot(self, page, stem: str) -> None:
         """The notebook in pieces of SHOT_HEIGHT px: <stem>_01.png, <stem>_02.png, ..."""
@@ -304,18 +316,21 @@ def _move_slider(page, widget, presses: int) -> None:
         page.wait_for_timeout(100)
 
 
-def _wait_changed(page, widget, before: dict, need_output: bool = True) -> dict:
+def _wait_changed(page, widget, before: dict, done=None) -> dict:
+    """Poll the widget until its readout and its output (text or figure) differ from
+    `before`, the kernel is idle, the state is the same on two polls in a row, and
+    done(state) holds if given. Returns the last state seen (also on timeout)."""
     deadline = time.monotonic() + REDRAW_TIMEOUT / 1000
-    after = before
+    after, previous = before, None
     while time.monotonic() < deadline:
         after = _widget_state(widget)
-        readout_moved = after["readouts"] != before["readouts"]
-        output_moved = after["text"] != before["text"] or after["imgs"] != before["imgs"]
-        busy = page.locator('.jp-Notebook-ExecutionIndicator[data-status="busy"]').count()
-        if readout_moved and (output_moved or not need_output) and not busy:
-            page.wait_for_timeout(300)
-            return _widget_state(widget)
-        page.wait_for_timeout(250)
+        idle = page.locator(IDLE).count() > 0
+        changed = after["readouts"] != before["readouts"] and (
+            after["text"] != before["text"] or after["imgs"] != before["imgs"])
+        if changed and idle and after == previous and (done is None or done(after)):
+            return after
+        previous = after
+        page.wait_for_timeout(300)
     return after
 
 
@@ -350,7 +365,9 @@ def test_slider_redraws(runner, lesson):
         eps0 = float(match.group(1))
         assert eps0 == pytest.approx(0.2), f"{lesson}: the eps slider starts at {eps0}, not 0.20"
         _move_slider(page, widget, 2)  # step 0.05: 0.20 -> 0.30
-        after = _wait_changed(page, widget, before)
+        after = _wait_changed(page, widget, before, done=lambda state: bool(
+            (m := CLIP_LINE.search(state["text"])) and abs(float(m.group(1)) - 0.3) < 1e-9
+            and state["imgs"]))
         match = CLIP_LINE.search(after["text"])
         assert match, f"{lesson}: no clip readout after moving eps: {after['text']!r}"
         assert [float(g) for g in match.groups()] == pytest.approx([0.3, 1.3, 0.7]), (
