@@ -10,6 +10,7 @@ Under xdist: add `--dist loadgroup` (all browser tests run on one worker).
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import urllib.error
@@ -35,6 +36,13 @@ VERDICT = ".ppo-verdict"
 NOT_DONE = "not done yet"
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+# Without Chromium: one skip line for the whole module (with CI set, the chromium_path
+# fixture in conftest.py fails every test instead).
+_CHROMIUM = Path(os.environ.get("PPO_CHROMIUM", "/usr/bin/chromium"))
+if not _CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip(f"browser tests need Chromium at {_CHROMIUM}: enable them with "
+                "`apt-get install chromium`", allow_module_level=True)
 
 if not LESSON_NAMES:
     pytest.skip("no lessons in lessons/ yet", allow_module_level=True)
