@@ -268,7 +268,7 @@ class PPO:
                     p.grad = None
                 loss.backward()
                 clip_grad_norm(self._params, self.max_grad_norm)
-                self.optimizer.step()
+                self.optimizer.lean_step()
             self._n_updates += 1
             if stopped_early:
                 break
@@ -493,12 +493,19 @@ class LeanAdam(torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure=None):
-        if closure is not None or self._lists is None or any(
-                p.grad is None for p in self._lists[0]):
+        if closure is not None:
+            return super().step(closure)
+        self.lean_step()
+        return None
+
+    @torch.no_grad()
+    def lean_step(self) -> None:
+        """``step()`` without the profiling wrapper torch puts around ``Optimizer.step``."""
+        if self._lists is None or any(p.grad is None for p in self._lists[0]):
             self._lists = None
-            loss = super().step(closure)  # creates the state on the first call
+            super().step()  # creates the state on the first call
             self._lists = self._state_lists()
-            return loss
+            return
         group = self.param_groups[0]
         params, exp_avgs, exp_avg_sqs, steps = self._lists
         grads = [p.grad for p in params]
@@ -507,7 +514,6 @@ class LeanAdam(torch.optim.Adam):
                            beta1=group["betas"][0], beta2=group["betas"][1],
                            weight_decay=group["weight_decay"], eps=group["eps"],
                            amsgrad=False, maximize=False)
-        return None
 
     def _state_lists(self):
         if len(self.param_groups) != 1 or self.param_groups[0]["weight_decay"] != 0:
