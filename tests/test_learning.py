@@ -11,8 +11,8 @@ from ppo_lib.ppo import PPO
 
 class StopWhenSolved(BaseCallback):
     """Stop once a deterministic evaluation (``n_eval`` episodes) reaches ``threshold``;
-    evaluate only when the training returns come near it (cheap), at most every ``gap``
-    steps."""
+    evaluate only when the last 20 training episodes' mean return passes ``gate`` (cheap),
+    at most every ``gap`` steps."""
 
     def __init__(self, env_id, threshold, gate, n_eval=20, gap=4000):
         super().__init__()
@@ -21,8 +21,9 @@ class StopWhenSolved(BaseCallback):
         self.solved_mean, self.last_eval = None, -10**9
 
     def _on_update_end(self):
-        training = self.model.logger.rows[-1]["rollout/ep_rew_mean"]
-        if training >= self.gate and self.num_timesteps - self.last_eval >= self.gap:
+        recent = list(self.model.env.episode_returns)[-20:]
+        near = len(recent) == 20 and np.mean(recent) >= self.gate
+        if near and self.num_timesteps - self.last_eval >= self.gap:
             self.last_eval = self.num_timesteps
             mean, _ = evaluate_policy(self.model, self.env_id, self.n_eval, seed=12_345)
             if mean >= self.threshold:
@@ -37,7 +38,7 @@ class StopWhenSolved(BaseCallback):
 def test_cartpole_solved_for_4_of_5_seeds():
     solved = []
     for seed in range(5):
-        cb = StopWhenSolved("CartPole-v1", threshold=475, gate=450)
+        cb = StopWhenSolved("CartPole-v1", threshold=475, gate=450, gap=2000)
         PPO("MlpPolicy", "CartPole-v1", seed=seed, **presets.get("cartpole_fast")).learn(
             150_000, callback=cb)
         solved.append(cb.solved_mean is not None)
