@@ -126,6 +126,18 @@ def _write_lab_config(config_dir: Path) -> None:
      ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
 
+def _die_with_parent() -> None:
+    """In the server's child process (Linux): get SIGTERM when pytest dies, e.g. when an
+    xdist worker is killed without running fixture teardown. The server then shuts down its
+    kernels itself."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the server's process group (it was started as a group leader: pgid == pid)."""
     if proc.poll() is not None:
@@ -176,7 +188,8 @@ def lab(chromium_path, tmp_path_factory) -> LabServer:
     log = tmp / "jupyterlab.log"
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     server = LabServer(root, port, token, proc, log)
     try:
         deadline = time.monotonic() + 60
