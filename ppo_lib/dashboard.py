@@ -5,7 +5,8 @@ numbers to watch after each update.
 
 Five panels against environment steps: the mean episode return, ``approx_kl`` (with the
 troubleshooting band 0.001-0.05), ``clip_fraction`` (0.5 line), ``explained_variance``
-(0 line) and the policy entropy (``-train/entropy_loss``), plus one text line with the
+(0 line) and the policy entropy (``-train/entropy_loss``), a sixth with ``train/std`` for
+Gaussian policies, plus one text line with the
 latest values and, at the end, the findings of ``ppo_lib.diagnostics.diagnose``.
 
 Cheap and headless-safe: the text line updates after every update, the figure at most
@@ -38,6 +39,13 @@ PANELS = (
     ("train/explained_variance", "explained_variance", 1.0),
     ("train/entropy_loss", "entropy", -1.0),
 )
+# Gaussian policies (lesson 06) also log the policy's standard deviation: a sixth panel.
+STD_PANEL = ("train/std", "policy std", 1.0)
+
+
+def panels_for(rows: Sequence[dict]) -> tuple:
+    """The panels to draw: the five above, plus ``policy std`` when the rows have it."""
+    return PANELS + ((STD_PANEL,) if any("train/std" in row for row in rows) else ())
 # Reference lines from the troubleshooting guide (source notes, "Metrics to monitor").
 GUIDES = {
     "train/approx_kl": (APPROX_KL_LOW, APPROX_KL_HIGH),
@@ -53,10 +61,11 @@ def _column(rows: Sequence[dict], key: str, sign: float = 1.0) -> list[float]:
 def plot_dashboard(rows: Sequence[dict], title: str = "", width: float = 13.0,
                    height: float = 2.6) -> Figure:
     """The five panels for logger ``rows`` (dicts with SB3's keys), as a bare Figure."""
-    fig = Figure(figsize=(width, height), dpi=72)
-    axes = fig.subplots(1, len(PANELS))
+    panels = panels_for(rows)
+    fig = Figure(figsize=(width * len(panels) / len(PANELS), height), dpi=72)
+    axes = fig.subplots(1, len(panels))
     steps = [row.get("time/total_timesteps", i + 1) for i, row in enumerate(rows)]
-    for ax, (key, label, sign) in zip(axes, PANELS):
+    for ax, (key, label, sign) in zip(axes, panels):
         values = _column(rows, key, sign)
         for level in GUIDES.get(key, ()):
             ax.axhline(level, color="0.6", lw=0.8, ls="--")
@@ -85,7 +94,7 @@ def summary_line(row: dict, n_updates: int | None = None) -> str:
         parts.append(f"update {n_updates}")
     if "time/total_timesteps" in row:
         parts.append(f"steps {int(row['time/total_timesteps']):,}")
-    for key, label, sign in PANELS:
+    for key, label, sign in panels_for([row]):
         if row.get(key) is not None and not math.isnan(float(row[key])):
             parts.append(f"{label.replace('mean episode ', '')} {sign * float(row[key]):.4g}")
     return " | ".join(parts)

@@ -124,3 +124,9 @@ def test_runs_headless_under_nbclient(mode):
         kinds = [next(iter(out.get("data", {"stream": 0}))) for out in outputs]
         assert kinds.count("image/png") == 1
         assert any("return 4" in out.get("data", {}).get("text/html", "") for out in outputs)
+
+
+def test_gaussian_runs_get_a_std_panel():
+    fig = plot_dashboard([dict(_row(0), **{"train/std": 0.8})])
+    assert len(fig.axes) == len(PANELS) + 1
+    assert "policy std 0.8" in summary_line(dict(_row(0), **{"train/std": 0.8}))
