@@ -127,7 +127,6 @@ class Runner:
         page.goto(self.lab.url(f"/lab/tree/{path}"))
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
         page.wait_for_selector(IDLE, state="attached", timeout=60_000)
-        before = self.lab.api("GET", f"/api/contents/{path}?content=0")["last_modified"]
 
         start = time.monotonic()
         _menu(page, "Kernel", "Restart Kernel and Run All Cells")
@@ -143,6 +142,8 @@ class Runner:
             (dom_tracebacks if "Traceback" in text or "Error" in text.split("\n", 2)[0]
              else stderr_texts).append(text.strip())
 
+        # Autosave may have written the file during a long run: compare with now.
+        before = self.lab.api("GET", f"/api/contents/{path}?content=0")["last_modified"]
         saved = self._save(page, path, before)
         self._screenshot(page, name)
         return LessonRun(name, page, session_id, saved, dom_tracebacks, stderr_texts, seconds)
@@ -356,9 +357,13 @@ def test_slider_redraws(runner, lesson):
     page = run.page
     widgets = page.locator(".widget-interact").filter(has=page.locator(".noUi-handle"))
     if widgets.count() == 0:
+        dropdowns = page.locator(".widget-interact").filter(has=page.locator("select"))
+        if dropdowns.count():   # an interactive widget without a slider: pick another option
+            _check_dropdown(page, lesson, dropdowns.first)
+            return
         if lesson in LESSONS_WITH_SLIDERS:
-            pytest.fail(f"{lesson}: no interactive widget with a slider (.widget-interact with "
-                        f"a .noUi-handle) after Run All; every lesson must have one",
+            pytest.fail(f"{lesson}: no interactive widget (.widget-interact with a slider "
+                        f".noUi-handle or a dropdown) after Run All; every lesson must have one",
                         pytrace=False)
         pytest.skip(f"{lesson} has no slider widget")
     widget = widgets.first
@@ -399,6 +404,32 @@ def test_slider_redraws(runner, lesson):
     assert after["text"] != before["text"] or after["imgs"] != before["imgs"], (
         f"{lesson}: moving the slider ({before['readouts']} -> {after['readouts']}) changed "
         f"neither the printed output nor the figure; output text: {after['text'][:300]!r}")
+
+
+def _check_dropdown(page, lesson: str, widget) -> None:
+    select = widget.locator("select").first
+    select.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "w => w.querySelector('.widget-output .jp-OutputArea-output')", arg=widget.element_handle(),
+        timeout=REDRAW_TIMEOUT)
+    before = _widget_state(widget)
+    options = select.locator("option").all_inner_texts()
+    current = select.evaluate("s => s.options[s.selectedIndex].text")
+    others = [o for o in options if o != current]
+    assert others, f"{lesson}: the widget's dropdown has a single option {options}"
+    select.select_option(label=others[0])
+    deadline = time.monotonic() + REDRAW_TIMEOUT / 1000
+    after, previous = before, None
+    while time.monotonic() < deadline:
+        after = _widget_state(widget)
+        changed = after["text"] != before["text"] or after["imgs"] != before["imgs"]
+        if changed and page.locator(IDLE).count() and after == previous:
+            break
+        previous = after
+        page.wait_for_timeout(300)
+    assert after["text"] != before["text"] or after["imgs"] != before["imgs"], (
+        f"{lesson}: choosing {others[0]!r} instead of {current!r} in the widget's dropdown "
+        f"changed neither the printed output nor the figure")
 
 
 def _solution_source(lesson: str, cell_id: str) -> str:
