@@ -24,7 +24,13 @@ def kl_categorical(p: Tensor, q: Tensor) -> Tensor:
     if p.shape[-1] != q.shape[-1]:
         raise ValueError(f"p and q must have the same number of actions on the last axis, "
                          f"got p {tuple(p.shape)} and q {tuple(q.shape)}")
-    terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
+    support = p > 0
+    # Where p(a) = 0 the term is 0. Take the logs of 1 there, not of 0: torch.where passes
+    # gradients through both branches, and 0 * log(0) would make them NaN.
+    safe_p = torch.where(support, p, torch.ones_like(p))
+    safe_q = torch.where(support, q, torch.ones_like(q))
+    terms = torch.where(support, safe_p * (torch.log(safe_p) - torch.log(safe_q)),
+                        torch.zeros_like(p))
     return terms.sum(dim=-1)
 
 

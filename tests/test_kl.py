@@ -25,6 +25,17 @@ def test_kl_zero_probability_terms_contribute_zero():
     assert math.isclose(kl_categorical(T([1.0, 0.0]), T([0.5, 0.5])).item(), math.log(2), rel_tol=1e-6)
 
 
+def test_kl_gradients_are_finite_where_p_is_zero():
+    logits_p = T([2.0, -1.0, 0.5], requires_grad=True)
+    logits_q = T([0.0, 1.0, -0.5], requires_grad=True)
+    p = torch.softmax(logits_p, -1) * T([1.0, 0.0, 1.0])  # an action p never takes
+    p = p / p.sum()
+    q = torch.softmax(logits_q, -1) * T([1.0, 0.0, 1.0])  # and q gives it 0 too
+    kl_categorical(p, q).backward()
+    assert torch.isfinite(logits_p.grad).all() and torch.isfinite(logits_q.grad).all()
+    assert logits_q.grad.abs().sum() > 0
+
+
 def test_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(1)
     p = torch.softmax(torch.randn(6, 4, generator=g), -1)
