@@ -68,8 +68,16 @@ def diagnose(metrics: Mapping[str, Any]) -> list[str]:
     and the fix to try. An empty list means nothing looks wrong.
     """
     findings = []
+    ent = _get(metrics, "train/entropy_loss")
+    collapsed = ent is not None and -ent < 0.01
     kl = _get(metrics, "train/approx_kl")
-    if kl is not None and kl < APPROX_KL_LOW:
+    if kl is not None and kl < APPROX_KL_LOW and collapsed:
+        # A deterministic policy barely moves whatever the step size: raising the learning
+        # rate (the usual fix for a small KL) would only push it further into the collapse.
+        findings.append(
+            f"approx_kl = {kl:.2g} is below {APPROX_KL_LOW} because the policy has collapsed "
+            "(see entropy_loss): a larger learning_rate would only deepen the collapse.")
+    elif kl is not None and kl < APPROX_KL_LOW:
         findings.append(
             f"approx_kl = {kl:.2g} is below {APPROX_KL_LOW}: the policy is barely updating. "
             "Fix: raise learning_rate, or raise n_epochs or clip_range; check that advantages "
@@ -92,8 +100,7 @@ def diagnose(metrics: Mapping[str, Any]) -> list[str]:
             "no better than their mean, so advantages are noise. Fix: check the value loss "
             "and vf_coef (0.5), the critic's learning rate, and reward scale (normalise "
             "rewards); give the critic its own network (net_arch=dict(pi=[...], vf=[...])).")
-    ent = _get(metrics, "train/entropy_loss")
-    if ent is not None and -ent < 0.01:
+    if collapsed:
         findings.append(
             f"entropy_loss = {ent:.3g}: the entropy is {-ent:.3g}, the policy is (almost) "
             "deterministic, so it stopped exploring. If returns are still low, raise ent_coef "

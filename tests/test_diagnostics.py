@@ -55,3 +55,13 @@ def test_diagnose_healthy_run_is_quiet():
 
 def test_metric_keys_are_sb3_spelled():
     assert "train/approx_kl" in METRIC_KEYS and all("/" in k for k in METRIC_KEYS)
+
+
+def test_diagnose_collapsed_policy_never_advises_a_higher_learning_rate():
+    findings = diagnose({"train/approx_kl": 1e-5, "train/entropy_loss": -0.001})
+    assert len(findings) == 2
+    assert all("raise learning_rate" not in f for f in findings), findings
+    assert "collapsed" in findings[0] and "lower learning_rate" in findings[1]
+    # with a healthy entropy, a tiny KL still asks for bigger steps
+    assert "raise learning_rate" in diagnose({"train/approx_kl": 1e-5,
+                                              "train/entropy_loss": -0.6})[0]
