@@ -26,8 +26,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --ServerApp.root_dir=lessons
 
+# Library, grader, course and browser tests; then every solution under strict nbval (stored
+# outputs compared), then every lesson, exercises unfinished, under --nbval-lax (runs without
+# an error). --dist loadfile keeps a file's tests (and the browser's one JupyterLab) together.
+NBVAL := --nbval-current-env --nbval-cell-timeout=600 $(XDIST) --dist loadfile
 test: $(STAMP)
-	$(BIN)/python -m pytest tests $(XDIST)
+	$(BIN)/python -m ppo_lib.course build --check
+	$(BIN)/python -m pytest tests $(XDIST) --dist loadfile
+	$(BIN)/python -m pytest --nbval solutions --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL)
+	$(BIN)/python -m pytest --nbval-lax lessons $(NBVAL)
 
 # Maintainers: regenerate lessons/ from solutions/ (solutions are the single source).
 lessons: $(STAMP)

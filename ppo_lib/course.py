@@ -281,6 +281,13 @@ def stale_lessons(names: list[str] | None = None) -> list[Path]:
     return stale
 
 
+def solutions_without_metadata(names: list[str] | None = None) -> list[Path]:
+    """Solutions whose nbgrader metadata or cell ids are not what ``build`` gives them
+    (nbgrader's ``generate_assignment`` needs that metadata on the solutions)."""
+    return [path for path in solution_paths(names)
+            if solution_metadata(_read(path), path.stem) != _read(path)]
+
+
 def update_solution_metadata(path: Path) -> bool:
     """Give a solution its nbgrader metadata and stable cell ids, in place (outputs kept).
     Returns True when the file changed."""
@@ -343,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     p_build = commands.add_parser("build", help="write lessons/ from solutions/")
     p_build.add_argument("notebooks", nargs="*", help="solution notebooks (default: all)")
     p_build.add_argument("--check", action="store_true",
-                         help="write nothing; exit 1 listing lessons that differ from the build")
+                         help="write nothing; exit 1 listing the lessons (or solutions' metadata) "
+                              "that differ from the build")
     p_exec = commands.add_parser("execute", help="execute solution notebooks in place")
     p_exec.add_argument("notebooks", nargs="+")
     p_exec.add_argument("--timeout", type=float, default=600,
@@ -352,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build" and args.check:
-            stale = stale_lessons(args.notebooks)
-            for lesson in stale:
-                print(f"out of date: {os.path.relpath(lesson)} "
+            stale = stale_lessons(args.notebooks) + solutions_without_metadata(args.notebooks)
+            for path in stale:
+                print(f"out of date: {os.path.relpath(path)} "
                       f"(run: python -m ppo_lib.course build)")
             if not stale:
                 print("lessons are up to date")

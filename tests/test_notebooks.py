@@ -42,6 +42,13 @@ def test_lesson_is_built_from_its_solution(solution):
         "solution, never the lesson, then run `python -m ppo_lib.course build`")
 
 
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=IDS)
+def test_solution_carries_its_nbgrader_metadata(solution):
+    assert solution not in course.solutions_without_metadata([str(solution)]), (
+        f"solutions/{solution.name} lacks the nbgrader metadata the build gives it: run "
+        "`python -m ppo_lib.course build`")
+
+
 def test_no_lesson_without_a_solution():
     orphans = sorted(p.name for p in course.LESSONS_DIR.glob("*.ipynb")
                      if not (course.SOLUTIONS_DIR / p.name).exists())
