@@ -38,8 +38,9 @@ from .diagnostics import clip_fraction, explained_variance
 from .envs import Normalizer, VecEnv, check_spaces, make_vec_env
 from .kl import approx_kl
 from .logger import Logger
+from .fused import categorical_ppo_loss
 from .losses import ppo_loss_terms
-from .policies import clip_actions, policy_class_for
+from .policies import CategoricalActorCritic, clip_actions, policy_class_for
 from .returns import gae
 from .rollout import Rollout, collect_rollout, compute_advantages, minibatches
 from .schedules import as_schedule, schedule_from_dict, schedule_to_dict
@@ -150,6 +151,8 @@ class PPO:
         self.policy_class = policy_cls
         self.policy = policy_cls(observation_space, action_space, **self.policy_kwargs)
         self._params = list(self.policy.parameters())
+        # categorical policies compute the loss by ppo_lib.fused; False: the reference path
+        self.fast_loss = type(self.policy) is CategoricalActorCritic
         # SB3's Adam eps for PPO (1e-5). LeanAdam: torch's Adam in one fused kernel call,
         # the same numbers (tests/test_ppo.py) with a fraction of the Python overhead.
         self.optimizer = LeanAdam(self._params, lr=self.lr_schedule(1.0), eps=1e-5)
@@ -251,13 +254,16 @@ class PPO:
             for batch in minibatches(self.rollout, self.batch_size):
                 loss, terms, log_ratio, ratio = self.minibatch_loss(batch, clip_range,
                                                                     clip_range_vf)
-                with torch.no_grad():
-                    kl = approx_kl(log_ratio).item()
                 pg_losses.append(terms.policy.item())
                 value_losses.append(terms.value.item())
                 entropy_losses.append(-terms.entropy.item())
                 clip_fractions.append(clip_fraction(ratio.detach(), clip_range))
-                approx_kls.append(kl)
+                if self.target_kl is None and _epoch < self.n_epochs - 1:
+                    kl = None  # only the last epoch's approx_kl is logged
+                else:
+                    with torch.no_grad():
+                        kl = approx_kl(log_ratio).item()
+                    approx_kls.append(kl)
                 if self.target_kl is not None and kl > 1.5 * self.target_kl:
                     stopped_early = True
                     if self.verbose >= 1:
@@ -300,10 +306,16 @@ class PPO:
         ratio r_t = exp(log pi_theta(a_t|s_t) - log pi_old(a_t|s_t)); advantages are
         standardised within the minibatch (SB3); the loss is ``ppo_loss`` (or ``loss_fn``).
         """
-        values, log_probs, entropy = self.policy.evaluate_actions(batch.obs, batch.actions)
         advantages = batch.advantages
         if self.normalize_advantage and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if self.loss_fn is None and self.fast_loss:
+            # the same numbers as below in one autograd node (ppo_lib.fused, tests/test_fused.py)
+            logits, values = self.policy._logits_values(batch.obs)
+            return categorical_ppo_loss(logits, values, batch.actions, batch.old_log_probs,
+                                        advantages, batch.returns, clip_range, self.vf_coef,
+                                        self.ent_coef, batch.old_values, clip_range_vf)
+        values, log_probs, entropy = self.policy.evaluate_actions(batch.obs, batch.actions)
         log_ratio = log_probs - batch.old_log_probs
         ratio = torch.exp(log_ratio)
         args = (ratio, advantages, values, batch.returns, entropy, clip_range,

@@ -181,15 +181,30 @@ def test_callback_can_stop_training():
     assert model.num_timesteps == 40 and len(model.logger.rows) == 1
 
 
+def _run_small(fast_loss=True, **kw):
+    m = PPO("MlpPolicy", "CartPole-v1", n_envs=2, seed=3, **SMALL, **kw)
+    m.fast_loss = fast_loss and m.fast_loss
+    m.learn(128)
+    return m.logger.get("train/loss"), [p.detach().clone() for p in m.policy.parameters()]
+
+
 def test_same_seed_same_run_and_hooks_equal_reference():
-    def run(**kw):
-        m = PPO("MlpPolicy", "CartPole-v1", n_envs=2, seed=3, **SMALL, **kw).learn(128)
-        return m.logger.get("train/loss"), [p.detach().clone() for p in m.policy.parameters()]
-    loss_a, params_a = run()
-    loss_b, params_b = run(advantage_fn=gae, loss_fn=ppo_loss)
+    loss_a, params_a = _run_small(fast_loss=False)  # the reference: ppo_loss_terms
+    loss_b, params_b = _run_small(advantage_fn=gae, loss_fn=ppo_loss)
     assert loss_a == loss_b
     for a, b in zip(params_a, params_b):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert _run_small(fast_loss=False)[0] == loss_a  # same seed, same run
+
+
+def test_fused_loss_trains_as_the_reference():
+    """ppo_lib.fused (the default for categorical policies) against ppo_loss_terms over four
+    updates: equal up to float32 rounding (the gradients are summed in another order)."""
+    loss_ref, params_ref = _run_small(fast_loss=False)
+    loss_fast, params_fast = _run_small()
+    np.testing.assert_allclose(loss_fast, loss_ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(params_fast, params_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_schedules_and_target_kl():
