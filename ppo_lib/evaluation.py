@@ -22,12 +22,13 @@ def evaluate_policy(model, env, n_eval_episodes: int = 10, deterministic: bool =
     The model normalises observations itself (normalize_obs) inside ``predict``.
 
     Given an env id, the episodes run side by side in their own copies of the env, one
-    batched ``predict`` per step: the same episodes as one after another (episode i still
-    starts from seed + i), many times faster.
+    batched ``predict`` per step, many times faster: episode i still starts from seed + i,
+    so a deterministic policy plays the same episodes as one after another (a stochastic
+    one draws its actions in another order).
     """
     check_positive_int("n_eval_episodes", n_eval_episodes)
+    returns, lengths = [], []
     if isinstance(env, str):
-        returns, lengths = [], []
         for first in range(0, n_eval_episodes, MAX_PARALLEL_EPISODES):
             count = min(MAX_PARALLEL_EPISODES, n_eval_episodes - first)
             seeds = [None if seed is None else seed + i for i in range(first, first + count)]
@@ -37,7 +38,6 @@ def evaluate_policy(model, env, n_eval_episodes: int = 10, deterministic: bool =
     else:
         if hasattr(env, "envs"):
             env = env.envs[0]
-        returns, lengths = [], []
         for i in range(n_eval_episodes):
             total, length = _one_episode(model, env, None if seed is None else seed + i,
                                          deterministic)
