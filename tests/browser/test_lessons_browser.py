@@ -143,12 +143,12 @@ class Runner:
              else stderr_texts).append(text.strip())
 
         # Autosave may have written the file during a long run: compare with now.
-        before = self.lab.api("GET", f"/api/contents/{path}?content=0")["last_modified"]
+        before = (self.lab.root / path).stat().st_mtime_ns
         saved = self._save(page, path, before)
         self._screenshot(page, name)
         return LessonRun(name, page, session_id, saved, dom_tracebacks, stderr_texts, seconds)
 
-    def _save(self, page, path: str, before: str) -> dict:
+    def _save(self, page, path: str, before: int) -> dict:
         page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
         page.keyboard.press("Escape")
         page.keyboard.press("Control+s")
@@ -161,20 +161,23 @@ class Runner:
             return model
         raise AssertionError(f"{path}: saving from the browser did not change the file")
 
-    def _read_saved(self, path: str, before: str, wait: float = 30) -> dict | None:
-        """The notebook's content once its last_modified moved past `before`, else None.
-        A read can fail while the file is being replaced: retry until `wait` runs out."""
-        deadline, error = time.monotonic() + wait, None
+    def _read_saved(self, path: str, before: int, wait: float = 30) -> dict | None:
+        """The notebook as saved, once the file's mtime moved past `before`, else None.
+
+        Read from disk, not through the contents API: a GET that lands while the server
+        is still writing reads a half-written file, and jupyter_server then "recovers" by
+        putting the previous version (its atomic-write intermediate `.~NAME`) back in
+        place, which would undo the save under test. So wait until the intermediate is
+        gone and the file parses."""
+        file, intermediate = self.lab.root / path, self.lab.root / f".~{path}"
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                model = self.lab.api("GET", f"/api/contents/{path}?content=1")
-                if model["last_modified"] != before:
-                    return model["content"]
-            except urllib.error.HTTPError as exc:
-                error = exc
+                if file.stat().st_mtime_ns != before and not intermediate.exists():
+                    return json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                pass  # being replaced or half-written: look again
             time.sleep(0.3)
-        if error is not None:
-            raise error
         return None
 
     def _screenshot(self, page, stem: str) -> None:
