@@ -1,10 +1,13 @@
-"""The update's fast path for categorical policies: the whole PPO loss as one autograd node.
+"""The update's fast paths for categorical MLP policies (tests/test_fused.py, test_ppo.py).
 
-``losses.ppo_loss_terms`` on ``CategoricalActorCritic.evaluate_actions`` is the reference,
-the form the lessons show. Run on a CartPole minibatch, its ~30 small tensor operations
-each cost an autograd node, and their backward pass costs more than the network's. Here
-the same loss is computed from the logits and the values in one ``autograd.Function`` whose
-gradient is written out by hand:
+``losses.ppo_loss_terms`` on ``CategoricalActorCritic.evaluate_actions``, then
+``loss.backward()``, gradient clipping and Adam, is the reference: the form the lessons
+show. On a CartPole minibatch each of its small tensor operations costs more in Python,
+dispatch and autograd bookkeeping than in arithmetic. Two faster paths give the same numbers
+(up to float32 rounding, tested):
+
+1. ``categorical_ppo_loss``: the whole loss from the logits and the values as one
+   ``autograd.Function`` whose gradient is written out by hand:
 
     log pi = log_softmax(z),  p = exp(log pi),  r = exp(log pi_a - log pi_old),  n = batch
     L = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)) + c1 mean((R - V)^2) - c2 mean(H)
@@ -12,53 +15,74 @@ gradient is written out by hand:
     dL/dz = g (onehot(a) - p) + (c2 / n) p (log pi + H),   g = -(1 / n) A r [unclipped <= clipped]
     dL/dV = (2 c1 / n) (V - R)      (times [|V - V_old| <= eps_vf] with value clipping)
 
-where [unclipped <= clipped] is 1 where min() takes the unclipped term (the clipped term
-passes no gradient outside [1 - eps, 1 + eps]). ``tests/test_fused.py`` checks the loss, its
-terms and both gradients against the reference.
+   where [unclipped <= clipped] is 1 where min() takes the unclipped term (the clipped term
+   passes no gradient outside [1 - eps, 1 + eps]).
+
+2. ``MlpGradientStep``: the whole gradient step of an MLP actor-critic without autograd.
+   The backward pass of a layer y = act(x W^T + b) is three matrix expressions,
+
+    d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
+
+   then the gradient is clipped to norm max_grad_norm and Adam steps, both on one flat
+   buffer that holds every parameter (the parameters, their .grad and Adam's state are
+   views into it, so state_dict, save and load see ordinary tensors).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .losses import PPOLossTerms
 
 
+def _loss_and_gradients(logits, values, actions, old_log_probs, advantages, returns,
+                        clip_range, vf_coef, ent_coef, old_values, clip_range_vf):
+    """-> total, policy, value, mean_entropy, log_ratio, ratio, dL/dlogits, dL/dvalues."""
+    n = values.shape[0]
+    log_pi = torch.log_softmax(logits, dim=-1)
+    p = log_pi.exp()
+    entropy = -(p * log_pi).sum(-1)
+    index = actions.unsqueeze(-1)
+    log_ratio = log_pi.gather(-1, index).squeeze(-1) - old_log_probs
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
+    takes_unclipped = unclipped <= clipped
+    policy = -torch.where(takes_unclipped, unclipped, clipped).mean()
+    predicted, vf_passes = values, None
+    if clip_range_vf is not None:
+        change = values - old_values
+        predicted = old_values + change.clamp(-clip_range_vf, clip_range_vf)
+        vf_passes = change.abs() <= clip_range_vf
+    error = predicted - returns
+    value = error.square().mean()
+    mean_entropy = entropy.mean()
+    total = policy + vf_coef * value
+    if ent_coef != 0:
+        total = total - ent_coef * mean_entropy
+
+    g = torch.where(takes_unclipped, (-1.0 / n) * advantages * ratio, 0.0).unsqueeze(-1)
+    if ent_coef != 0:
+        grad_logits = torch.addcmul(ent_coef / n * p * (log_pi + entropy.unsqueeze(-1)),
+                                    g, -p)
+    else:  # the same numbers: the entropy term is exactly 0
+        grad_logits = (g * p).neg_()
+    grad_logits.scatter_add_(-1, index, g)
+    grad_values = (2.0 * vf_coef / n) * error
+    if vf_passes is not None:
+        grad_values = grad_values * vf_passes
+    return total, policy, value, mean_entropy, log_ratio, ratio, grad_logits, grad_values
+
+
 class _CategoricalPPOLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, values, actions, old_log_probs, advantages, returns, clip_range,
-                vf_coef, ent_coef, old_values, clip_range_vf):
-        n = values.shape[0]
-        log_pi = torch.log_softmax(logits, dim=-1)
-        p = log_pi.exp()
-        entropy = -(p * log_pi).sum(-1)
-        log_ratio = log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - old_log_probs
-        ratio = log_ratio.exp()
-        unclipped = ratio * advantages
-        clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
-        takes_unclipped = unclipped <= clipped
-        policy = -torch.where(takes_unclipped, unclipped, clipped).mean()
-        predicted, vf_passes = values, None
-        if clip_range_vf is not None:
-            change = values - old_values
-            predicted = old_values + change.clamp(-clip_range_vf, clip_range_vf)
-            vf_passes = change.abs() <= clip_range_vf
-        error = predicted - returns
-        value = error.square().mean()
-        mean_entropy = entropy.mean()
-        total = policy + vf_coef * value - ent_coef * mean_entropy
-
-        g = (-1.0 / n) * advantages * ratio * takes_unclipped
-        grad_logits = torch.addcmul(ent_coef / n * p * (log_pi + entropy.unsqueeze(-1)),
-                                    g.unsqueeze(-1), -p)
-        grad_logits.scatter_add_(-1, actions.unsqueeze(-1), g.unsqueeze(-1))
-        grad_values = (2.0 * vf_coef / n) * error
-        if vf_passes is not None:
-            grad_values = grad_values * vf_passes
+    def forward(ctx, *args):
+        *outputs, grad_logits, grad_values = _loss_and_gradients(*args)
         ctx.save_for_backward(grad_logits, grad_values)
-        ctx.mark_non_differentiable(policy, value, mean_entropy, log_ratio, ratio)
-        return total, policy, value, mean_entropy, log_ratio, ratio
+        ctx.set_materialize_grads(False)  # the logged outputs get no gradient: no zeros
+        ctx.mark_non_differentiable(*outputs[1:])
+        return tuple(outputs)
 
     @staticmethod
     def backward(ctx, grad_total, *_unused):
@@ -83,3 +107,183 @@ def categorical_ppo_loss(logits: Tensor, values: Tensor, actions: Tensor, old_lo
         float(clip_range), float(vf_coef), float(ent_coef), old_values,
         None if clip_range_vf is None else float(clip_range_vf))
     return total, PPOLossTerms(total, policy, value, entropy), log_ratio, ratio
+
+
+# --- 2. the whole gradient step ---------------------------------------------------------
+def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
+    return torch.ops.aten.threshold_backward(grad, out, 0)
+
+
+# activation -> (function, backward from the gradient at its output and the output itself)
+_ACTIVATIONS = {nn.Tanh: (torch.tanh, torch.ops.aten.tanh_backward),
+                nn.ReLU: (torch.relu, _relu_backward)}
+
+
+def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] | None:
+    """An ``mlp()``'s modules as [(linear, activation, activation_backward)], None if they
+    are anything else (another layer or activation, a Linear without bias, a hook)."""
+    layers = []
+    for i, module in enumerate(modules):
+        if module._forward_hooks or module._forward_pre_hooks:
+            return None
+        if type(module) is nn.Linear and module.bias is not None:
+            layers.append((module, None, None))
+        elif type(module) in _ACTIVATIONS and layers and layers[-1][1] is None \
+                and type(modules[i - 1]) is nn.Linear:
+            layers[-1] = (layers[-1][0], *_ACTIVATIONS[type(module)])
+        else:
+            return None
+    return layers
+
+
+class MlpGradientStep:
+    """The PPO gradient step of a ``CategoricalActorCritic`` MLP written out: ``loss`` runs
+    the network forward (keeping each layer's input and output) and the fused loss;
+    ``step`` then runs the backward pass layer by layer into a flat gradient buffer, clips
+    its norm and takes one Adam step on the flat parameters, as ``LeanAdam`` would.
+
+    Equal to the reference path (``evaluate_actions``, ``ppo_loss_terms``, ``backward``,
+    ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_ppo.py trains both.
+    ``MlpGradientStep.create(policy, optimizer)`` returns None for anything else (other
+    layers, hooks, weight decay, several parameter groups).
+    """
+
+    @classmethod
+    def create(cls, policy: nn.Module, optimizer: torch.optim.Optimizer):
+        from .policies import CategoricalActorCritic  # (policies imports nothing from here)
+        if type(policy) is not CategoricalActorCritic or len(optimizer.param_groups) != 1:
+            return None
+        group = optimizer.param_groups[0]
+        if (group["weight_decay"] != 0 or group["amsgrad"] or group["maximize"]
+                or list(group["params"]) != list(policy.parameters())):
+            return None
+        ex = policy.mlp_extractor
+        nets = [_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
+                                               [policy.action_net], [policy.value_net])]
+        if any(layers is None for layers in nets):
+            return None
+        return cls(policy, optimizer, *nets)
+
+    def __init__(self, policy, optimizer, shared, pi, vf, action_head, value_head):
+        self.policy, self.optimizer = policy, optimizer
+        self.shared, self.pi, self.vf = shared, pi + action_head, vf + value_head
+        self.params = list(policy.parameters())
+        self._flat = None
+        self._saved = None
+
+    # -- the flat buffers -------------------------------------------------------------
+    def bind(self) -> bool:
+        """Make the parameters, their gradients and Adam's state views into flat buffers
+        (again, if something replaced them since: ``load_state_dict`` of the optimizer,
+        the reference path's ``p.grad = None``). False if Adam's step counts differ."""
+        if self._flat is not None and self._is_bound():
+            return True
+        params, state = self.params, self.optimizer.state
+        sizes = [p.numel() for p in params]
+
+        def flat(tensors):
+            return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+        def views(buffer):
+            return [v.view_as(p) for v, p in zip(buffer.split(sizes), params)]
+
+        with torch.no_grad():
+            self._flat = flat(params)
+            self._grad = torch.zeros_like(self._flat)
+            started = all(p in state and "exp_avg" in state[p] for p in params)
+            if started:
+                self._steps = torch.stack([state[p]["step"].float() for p in params])
+                if not bool((self._steps == self._steps[0]).all()):
+                    self._flat = None
+                    return False
+                self._exp_avg = flat([state[p]["exp_avg"] for p in params])
+                self._exp_avg_sq = flat([state[p]["exp_avg_sq"] for p in params])
+            else:
+                self._steps = torch.zeros(len(params))
+                self._exp_avg = torch.zeros_like(self._flat)
+                self._exp_avg_sq = torch.zeros_like(self._flat)
+            # one step count per parameter, as torch keeps them, advanced by one add_
+            steps = list(self._steps.unbind())
+            for p, value, grad, avg, avg_sq, step in zip(
+                    params, views(self._flat), views(self._grad), views(self._exp_avg),
+                    views(self._exp_avg_sq), steps):
+                p.data, p.grad = value, grad
+                state[p] = {"step": step, "exp_avg": avg, "exp_avg_sq": avg_sq}
+        self._views = [(p.grad, state[p]["exp_avg"], state[p]["exp_avg_sq"], state[p]["step"])
+                       for p in params]
+        self._ptrs = [p.data_ptr() for p in params]
+        if hasattr(self.optimizer, "_lists"):
+            self.optimizer._lists = None  # LeanAdam's cached state lists are stale now
+        return True
+
+    def _is_bound(self) -> bool:
+        state = self.optimizer.state
+        for p, ptr, (grad, avg, avg_sq, step) in zip(self.params, self._ptrs, self._views):
+            s = state.get(p)
+            if (p.data_ptr() != ptr or p.grad is not grad or s is None
+                    or s["exp_avg"] is not avg or s["exp_avg_sq"] is not avg_sq
+                    or s["step"] is not step):
+                return False
+        return True
+
+    # -- forward and loss -------------------------------------------------------------
+    @staticmethod
+    def _forward(layers, x, saved):
+        for linear, act, _ in layers:
+            y = torch.addmm(linear.bias, x, linear.weight.t())
+            if act is not None:
+                y = act(y)
+            saved.append((x, y))
+            x = y
+        return x
+
+    def loss(self, obs, actions, old_log_probs, advantages, returns, clip_range, vf_coef,
+             ent_coef, old_values, clip_range_vf):
+        """-> (loss, terms, log_ratio, ratio) as ``categorical_ppo_loss``, without a graph."""
+        with torch.no_grad():
+            saved_shared, saved_pi, saved_vf = [], [], []
+            trunk = self._forward(self.shared, obs.float(), saved_shared)
+            logits = self._forward(self.pi, trunk, saved_pi)
+            values = self._forward(self.vf, trunk, saved_vf).squeeze(-1)
+            total, policy, value, entropy, log_ratio, ratio, grad_logits, grad_values = \
+                _loss_and_gradients(logits, values, actions.long().reshape(-1), old_log_probs,
+                                    advantages, returns, float(clip_range), float(vf_coef),
+                                    float(ent_coef), old_values,
+                                    None if clip_range_vf is None else float(clip_range_vf))
+        self._saved = (saved_shared, saved_pi, saved_vf, grad_logits, grad_values)
+        return total, PPOLossTerms(total, policy, value, entropy), log_ratio, ratio
+
+    # -- backward, clip, Adam ---------------------------------------------------------
+    @staticmethod
+    def _backward(layers, saved, grad, need_input_grad):
+        for i in range(len(layers) - 1, -1, -1):
+            linear, _, act_backward = layers[i]
+            x, y = saved[i]
+            if act_backward is not None:
+                grad = act_backward(grad, y)
+            torch.mm(grad.t(), x, out=linear.weight.grad)       # dL/dW = d^T x
+            torch.sum(grad, 0, out=linear.bias.grad)            # dL/db = sum_batch d
+            if i > 0 or need_input_grad:
+                grad = grad.mm(linear.weight)                   # dL/dx = d W
+        return grad
+
+    def step(self, max_grad_norm: float) -> None:
+        """Backward pass of the last ``loss()``, gradient clipping, one Adam step."""
+        saved_shared, saved_pi, saved_vf, grad_logits, grad_values = self._saved
+        self._saved = None
+        group = self.optimizer.param_groups[0]
+        with torch.no_grad():
+            has_trunk = len(self.shared) > 0
+            d_pi = self._backward(self.pi, saved_pi, grad_logits, has_trunk)
+            d_vf = self._backward(self.vf, saved_vf, grad_values.unsqueeze(-1), has_trunk)
+            if has_trunk:
+                self._backward(self.shared, saved_shared, d_pi + d_vf, False)
+            # torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (||g|| + 1e-6))
+            norm = torch.linalg.vector_norm(self._grad)
+            self._grad.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
+            self._steps.add_(1)
+            beta1, beta2 = group["betas"]
+            torch._fused_adam_([self._flat], [self._grad], [self._exp_avg],
+                               [self._exp_avg_sq], [], [self._views[0][3]], lr=group["lr"],
+                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
+                               amsgrad=False, maximize=False)

@@ -38,7 +38,7 @@ from .diagnostics import clip_fraction, explained_variance
 from .envs import Normalizer, VecEnv, check_spaces, make_vec_env
 from .kl import approx_kl
 from .logger import Logger
-from .fused import categorical_ppo_loss
+from .fused import MlpGradientStep, categorical_ppo_loss
 from .losses import ppo_loss_terms
 from .policies import CategoricalActorCritic, clip_actions, policy_class_for
 from .returns import gae
@@ -151,8 +151,10 @@ class PPO:
         self.policy_class = policy_cls
         self.policy = policy_cls(observation_space, action_space, **self.policy_kwargs)
         self._params = list(self.policy.parameters())
-        # categorical policies compute the loss by ppo_lib.fused; False: the reference path
+        # categorical policies compute the loss by ppo_lib.fused (an MLP one its whole
+        # gradient step, MlpGradientStep); False: the reference path of the lessons
         self.fast_loss = type(self.policy) is CategoricalActorCritic
+        self._mlp_step: MlpGradientStep | None = None  # made on the first update
         # SB3's Adam eps for PPO (1e-5). LeanAdam: torch's Adam in one fused kernel call,
         # the same numbers (tests/test_ppo.py) with a fraction of the Python overhead.
         self.optimizer = LeanAdam(self._params, lr=self.lr_schedule(1.0), eps=1e-5)
@@ -249,11 +251,12 @@ class PPO:
         pg_losses, value_losses, entropy_losses, clip_fractions = [], [], [], []
         approx_kls: list[float] = []
         stopped_early = False
+        fast = self._fast_gradient_step()  # None: autograd, as the lessons write it
         for _epoch in range(self.n_epochs):
             approx_kls = []  # SB3 logs the mean over the last epoch's minibatches
             for batch in minibatches(self.rollout, self.batch_size):
                 loss, terms, log_ratio, ratio = self.minibatch_loss(batch, clip_range,
-                                                                    clip_range_vf)
+                                                                    clip_range_vf, fast)
                 pg_losses.append(terms.policy.item())
                 value_losses.append(terms.value.item())
                 entropy_losses.append(-terms.entropy.item())
@@ -270,11 +273,14 @@ class PPO:
                         print(f"Early stopping at epoch {_epoch} with approx_kl {kl:.4f} > "
                               f"1.5 * target_kl = {1.5 * self.target_kl:.4f}")
                     break
+                if fast is not None:  # the same step written out (ppo_lib.fused)
+                    fast.step(self.max_grad_norm)
+                    continue
                 for p in self._params:  # zero_grad(set_to_none=True), without its overhead
                     p.grad = None
                 loss.backward()
                 clip_grad_norm(self._params, self.max_grad_norm)
-                self.optimizer.lean_step()
+                self.optimizer.step()
             self._n_updates += 1
             if stopped_early:
                 break
@@ -300,15 +306,21 @@ class PPO:
             row["train/std"] = log_std.detach().exp().mean().item()
         return row
 
-    def minibatch_loss(self, batch, clip_range: float, clip_range_vf: float | None = None):
+    def minibatch_loss(self, batch, clip_range: float, clip_range_vf: float | None = None,
+                       gradient_step: MlpGradientStep | None = None):
         """The loss of one minibatch -> (loss, terms, log_ratio, ratio), as SB3's train().
 
         ratio r_t = exp(log pi_theta(a_t|s_t) - log pi_old(a_t|s_t)); advantages are
         standardised within the minibatch (SB3); the loss is ``ppo_loss`` (or ``loss_fn``).
+        With ``gradient_step`` the loss has no graph: ``gradient_step.step`` follows.
         """
         advantages = batch.advantages
         if self.normalize_advantage and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if gradient_step is not None:
+            return gradient_step.loss(batch.obs, batch.actions, batch.old_log_probs,
+                                      advantages, batch.returns, clip_range, self.vf_coef,
+                                      self.ent_coef, batch.old_values, clip_range_vf)
         if self.loss_fn is None and self.fast_loss:
             # the same numbers as below in one autograd node (ppo_lib.fused, tests/test_fused.py)
             logits, values = self.policy._logits_values(batch.obs)
@@ -327,6 +339,16 @@ class PPO:
         with torch.no_grad():  # log the reference terms
             terms = ppo_loss_terms(*args)
         return loss, terms, log_ratio, ratio
+
+    def _fast_gradient_step(self) -> MlpGradientStep | None:
+        """The written-out gradient step for a categorical MLP policy trained with the
+        built-in loss and Adam; None (autograd) for anything else or ``fast_loss = False``."""
+        if self.loss_fn is not None or not self.fast_loss or type(self.optimizer) is not LeanAdam:
+            return None
+        step = self._mlp_step
+        if step is None or step.policy is not self.policy or step.optimizer is not self.optimizer:
+            step = self._mlp_step = MlpGradientStep.create(self.policy, self.optimizer)
+        return step if step is not None and step.bind() else None
 
     # --- NaN guards (once per rollout / update: cheap) ----------------------------------
     def _check_rollout(self) -> None:

@@ -80,3 +80,100 @@ def test_fused_gradient_at_the_clip_boundaries():
            None, None)[0].backward()
         grads.append(z.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-8)
+
+
+# --- MlpGradientStep: the whole gradient step written out ------------------------------
+import copy  # noqa: E402
+
+import numpy as np  # noqa: E402
+from torch import nn  # noqa: E402
+
+from ppo_lib.fused import MlpGradientStep  # noqa: E402
+from ppo_lib.ppo import PPO  # noqa: E402
+
+
+def _train(fast: bool, updates: int = 4, switch_at: int | None = None, **kw):
+    """PPO on CartPole; fast=False is the reference path (autograd on ppo_loss_terms).
+    With ``switch_at``, the path flips after that many updates."""
+    args = dict(n_envs=2, n_steps=32, batch_size=16, n_epochs=3, seed=3)
+    args.update(kw)
+    model = PPO("MlpPolicy", "CartPole-v1", **args)
+    model.fast_loss = fast
+    per_update = args["n_steps"] * args["n_envs"]
+    if switch_at is None:
+        model.learn(updates * per_update)
+    else:
+        model.learn(switch_at * per_update)
+        model.fast_loss = not fast
+        model.learn((updates - switch_at) * per_update, reset_num_timesteps=False)
+    return model
+
+
+def _assert_same_training(a, b, rtol=1e-5, atol=1e-6):
+    for key in ("train/loss", "train/policy_gradient_loss", "train/value_loss",
+                "train/entropy_loss", "train/approx_kl", "train/clip_fraction"):
+        np.testing.assert_allclose(a.logger.get(key), b.logger.get(key), rtol=rtol,
+                                   atol=atol, err_msg=key)
+    for (name, pa), pb in zip(a.policy.named_parameters(), b.policy.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    dict(ent_coef=0.01, clip_range_vf=0.2),
+    dict(policy_kwargs=dict(net_arch=dict(shared=[32], pi=[16], vf=[24]),
+                            activation_fn=nn.ReLU)),
+    dict(policy_kwargs=dict(net_arch=dict(pi=[], vf=[8]))),
+    dict(target_kl=0.002, learning_rate=3e-3),
+])
+def test_written_out_step_trains_as_the_reference(kw):
+    reference, fast = _train(False, **kw), _train(True, **kw)
+    assert fast._mlp_step is not None and reference._mlp_step is None
+    _assert_same_training(fast, reference)
+    # Adam's state stays torch's: one step count per parameter, moments of its shape
+    ref_state, fast_state = (m.optimizer.state_dict()["state"] for m in (reference, fast))
+    assert len(fast_state) == len(ref_state) == len(list(fast.policy.parameters()))
+    for i, p in enumerate(fast.policy.parameters()):
+        assert fast_state[i]["step"] == ref_state[i]["step"]
+        assert fast_state[i]["exp_avg"].shape == p.shape
+        torch.testing.assert_close(fast_state[i]["exp_avg_sq"], ref_state[i]["exp_avg_sq"],
+                                   rtol=1e-4, atol=1e-9)
+
+
+def test_switching_paths_mid_training_keeps_one_optimizer_state():
+    """The reference path sets p.grad = None (breaking the flat views); the next written-out
+    update must rebuild them from the optimizer's current state, not from stale buffers."""
+    reference = _train(False, updates=6)
+    _assert_same_training(_train(True, updates=6, switch_at=2), reference)
+    _assert_same_training(_train(False, updates=6, switch_at=3), reference)
+
+
+def test_written_out_step_after_optimizer_load_state_dict():
+    a, b = _train(True, updates=2), _train(True, updates=2)
+    # new state tensors in b (copied: torch's load_state_dict keeps the tensors it is given)
+    b.optimizer.load_state_dict(copy.deepcopy(a.optimizer.state_dict()))
+    for model in (a, b):
+        torch.manual_seed(7)  # the same minibatches and actions for both
+        model.learn(128, reset_num_timesteps=False)
+    _assert_same_training(a, b, rtol=0, atol=0)
+
+
+def test_unsupported_policies_take_the_autograd_path():
+    def step_for(**kw):
+        model = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, **kw)
+        return MlpGradientStep.create(model.policy, model.optimizer)
+
+    assert step_for() is not None
+    assert step_for(policy_kwargs=dict(activation_fn=nn.ELU)) is None
+    gaussian = PPO("MlpPolicy", "Pendulum-v1", n_steps=16, batch_size=16)
+    assert MlpGradientStep.create(gaussian.policy, gaussian.optimizer) is None
+    hooked = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
+    hooked.policy.mlp_extractor.policy_net[0].register_forward_hook(lambda *a: None)
+    assert MlpGradientStep.create(hooked.policy, hooked.optimizer) is None
+    decayed = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
+    decayed.optimizer.param_groups[0]["weight_decay"] = 1e-4
+    assert MlpGradientStep.create(decayed.policy, decayed.optimizer) is None
+    custom = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0)
+    custom.optimizer = torch.optim.SGD(custom.policy.parameters(), lr=1e-3)
+    custom.learn(16)
+    assert custom._mlp_step is None

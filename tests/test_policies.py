@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ppo_lib.policies import (CategoricalActorCritic, GaussianActorCritic, clip_actions,
-                              layer_init, mlp)
+                              layer_init, mlp, run_mlp)
 
 
 def test_categorical_shapes(cartpole_spaces):
@@ -105,6 +105,17 @@ def test_layer_init_and_mlp():
     net = mlp(4, [8, 8], nn.ReLU)
     assert [type(m) for m in net] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU]
     assert len(mlp(4, [])) == 0
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU, nn.ELU])
+def test_run_mlp_is_calling_the_net(activation):
+    torch.manual_seed(0)
+    net, x = mlp(4, [8, 8], activation), torch.randn(5, 4)
+    assert torch.equal(run_mlp(net, x), net(x))
+    assert torch.equal(run_mlp(mlp(4, []), x), x)
+    seen = []
+    net[2].register_forward_hook(lambda module, inputs, output: seen.append(output))
+    assert torch.equal(run_mlp(net, x), net(x)) and len(seen) == 2  # hooks still run
 
 
 def test_categorical_sampling_follows_logits(cartpole_spaces):
