@@ -273,14 +273,14 @@ class PPO:
                         print(f"Early stopping at epoch {_epoch} with approx_kl {kl:.4f} > "
                               f"1.5 * target_kl = {1.5 * self.target_kl:.4f}")
                     break
-                if fast is not None:  # the same step written out (ppo_lib.fused)
+                if fast is None:
+                    for p in self._params:  # zero_grad(set_to_none=True), less overhead
+                        p.grad = None
+                    loss.backward()
+                    clip_grad_norm(self._params, self.max_grad_norm)
+                    self.optimizer.step()
+                else:  # the same step written out, without autograd (ppo_lib.fused)
                     fast.step(self.max_grad_norm)
-                    continue
-                for p in self._params:  # zero_grad(set_to_none=True), without its overhead
-                    p.grad = None
-                loss.backward()
-                clip_grad_norm(self._params, self.max_grad_norm)
-                self.optimizer.step()
             self._n_updates += 1
             if stopped_early:
                 break
