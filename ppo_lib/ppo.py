@@ -563,6 +563,10 @@ class LeanAdam(torch.optim.Adam):
         super().load_state_dict(state_dict)
         self._lists = None
 
+    def __setstate__(self, state):  # copy.deepcopy, pickle
+        super().__setstate__(state)
+        self._lists = None
+
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_`` in four tensor calls: scale every gradient by

@@ -35,7 +35,7 @@ HEALTHY = dict(n_envs=8, n_steps=32, batch_size=256, n_epochs=20, learning_rate=
 BROKEN_RUNS: dict[str, dict[str, Any]] = {
     "A": dict(HEALTHY, learning_rate=1e-6, n_epochs=1),                       # timid
     "B": dict(HEALTHY, vf_coef=0.0),                                         # no critic
-    "C": dict(HEALTHY, learning_rate=0.05),                                  # too large
+    "C": dict(HEALTHY, learning_rate=0.03),                                  # too large
 }
 
 
