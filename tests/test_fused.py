@@ -177,3 +177,18 @@ def test_unsupported_policies_take_the_autograd_path():
     custom.optimizer = torch.optim.SGD(custom.policy.parameters(), lr=1e-3)
     custom.learn(16)
     assert custom._mlp_step is None
+
+
+def test_deepcopy_trains_on_its_own_buffers():
+    """A deep copy (e.g. "keep the best model so far") continues on copies of the flat
+    buffers: training it leaves the original untouched, and both continue alike."""
+    model = _train(True, updates=2)
+    twin = copy.deepcopy(model)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    torch.manual_seed(5)
+    twin.learn(128, reset_num_timesteps=False)
+    for p, b in zip(model.policy.parameters(), before):
+        assert torch.equal(p, b)
+    torch.manual_seed(5)
+    model.learn(128, reset_num_timesteps=False)
+    _assert_same_training(model, twin, rtol=0, atol=0)
