@@ -143,9 +143,10 @@ class MlpGradientStep:
     its norm and takes one Adam step on the flat parameters, as ``LeanAdam`` would.
 
     Equal to the reference path (``evaluate_actions``, ``ppo_loss_terms``, ``backward``,
-    ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_ppo.py trains both.
+    ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_fused.py trains both.
     ``MlpGradientStep.create(policy, optimizer)`` returns None for anything else (other
-    layers, hooks, weight decay, several parameter groups).
+    layers, hooks, weight decay, several parameter groups), and ``bind`` returns False
+    while a parameter is frozen (``requires_grad=False``): the trainer then uses autograd.
     """
 
     @classmethod
@@ -175,7 +176,10 @@ class MlpGradientStep:
     def bind(self) -> bool:
         """Make the parameters, their gradients and Adam's state views into flat buffers
         (again, if something replaced them since: ``load_state_dict`` of the optimizer,
-        the reference path's ``p.grad = None``). False if Adam's step counts differ."""
+        the reference path's ``p.grad = None``). False if a parameter is frozen or Adam's
+        step counts differ."""
+        if not all(p.requires_grad for p in self.params):
+            return False
         if self._flat is not None and self._is_bound():
             return True
         params, state = self.params, self.optimizer.state

@@ -192,3 +192,16 @@ def test_deepcopy_trains_on_its_own_buffers():
     torch.manual_seed(5)
     model.learn(128, reset_num_timesteps=False)
     _assert_same_training(model, twin, rtol=0, atol=0)
+
+
+def test_frozen_parameters_stay_frozen():
+    """A learner freezing the critic's trunk: autograd gives those parameters no gradient and
+    Adam skips them; the written-out step must not update them either (it steps aside)."""
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, n_epochs=2, seed=0)
+    frozen = model.policy.mlp_extractor.value_net[0].weight
+    frozen.requires_grad_(False)
+    before = frozen.detach().clone()
+    head_before = model.policy.action_net.weight.detach().clone()
+    model.learn(64)
+    assert torch.equal(frozen, before)
+    assert not torch.equal(model.policy.action_net.weight.detach(), head_before)  # trained
