@@ -31,8 +31,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                            clip_range=linear_schedule(0.2)),
     # Fewest seconds to a solved CartPole-v1 we measured (benchmarks/cartpole_vs_sb3.py).
     # The zoo set with 4x fewer gradient steps (n_epochs 5 instead of 20) and a larger
-    # step size: a 20-episode deterministic eval reached 475 at 32k-70k steps for seeds 0-4,
-    # in 2.8-5.7 s on an idle 2-core VM (SB3 with the zoo set: 5.9-9.8 s).
+    # step size: a 20-episode deterministic eval reached 475 at 37k-93k steps for seeds 0-4,
+    # in 2.8-6.4 s on a 2-core VM (SB3 with the zoo set: 8.4-13.7 s), 2026-12-02.
     "cartpole_fast": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
                           n_epochs=5, ent_coef=0.0, learning_rate=linear_schedule(3e-3),
                           clip_range=linear_schedule(0.25)),
