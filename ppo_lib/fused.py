@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from .losses import PPOLossTerms
 
@@ -145,8 +146,9 @@ class MlpGradientStep:
     Equal to the reference path (``evaluate_actions``, ``ppo_loss_terms``, ``backward``,
     ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_fused.py trains both.
     ``MlpGradientStep.create(policy, optimizer)`` returns None for anything else (other
-    layers, hooks, weight decay, several parameter groups), and ``bind`` returns False
-    while a parameter is frozen (``requires_grad=False``): the trainer then uses autograd.
+    layers, weight decay, several parameter groups), and ``bind`` returns False while a
+    parameter is frozen (``requires_grad=False``) or a module has a forward hook: the
+    trainer then uses autograd, which honours both.
     """
 
     @classmethod
@@ -154,19 +156,24 @@ class MlpGradientStep:
         from .policies import CategoricalActorCritic  # (policies imports nothing from here)
         if type(policy) is not CategoricalActorCritic or len(optimizer.param_groups) != 1:
             return None
-        group = optimizer.param_groups[0]
+        group, params = optimizer.param_groups[0], list(policy.parameters())
         if (group["weight_decay"] != 0 or group["amsgrad"] or group["maximize"]
-                or list(group["params"]) != list(policy.parameters())):
+                or len(group["params"]) != len(params)
+                or any(a is not b for a, b in zip(group["params"], params))):
             return None
         ex = policy.mlp_extractor
         nets = [_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
                                                [policy.action_net], [policy.value_net])]
         if any(layers is None for layers in nets):
             return None
-        return cls(policy, optimizer, *nets)
+        step = cls(policy, optimizer, *nets)
+        return None if step._hooked() else step
 
     def __init__(self, policy, optimizer, shared, pi, vf, action_head, value_head):
         self.policy, self.optimizer = policy, optimizer
+        ex = policy.mlp_extractor  # every module whose hooks autograd's path would run
+        self._modules = [ex, ex.shared_net, ex.policy_net, ex.value_net, *ex.shared_net,
+                         *ex.policy_net, *ex.value_net, policy.action_net, policy.value_net]
         self.shared, self.pi, self.vf = shared, pi + action_head, vf + value_head
         self.params = list(policy.parameters())
         self._flat = None
@@ -178,7 +185,7 @@ class MlpGradientStep:
         (again, if something replaced them since: ``load_state_dict`` of the optimizer,
         the reference path's ``p.grad = None``). False if a parameter is frozen or Adam's
         step counts differ."""
-        if not all(p.requires_grad for p in self.params):
+        if not all(p.requires_grad for p in self.params) or self._hooked():
             return False
         if self._flat is not None and self._is_bound():
             return True
@@ -219,6 +226,11 @@ class MlpGradientStep:
         if hasattr(self.optimizer, "_lists"):
             self.optimizer._lists = None  # LeanAdam's cached state lists are stale now
         return True
+
+    def _hooked(self) -> bool:
+        """A forward hook anywhere the reference path would call a module (it would run)."""
+        return bool(_global_forward_hooks or _global_forward_pre_hooks) or any(
+            m._forward_hooks or m._forward_pre_hooks for m in self._modules)
 
     def _is_bound(self) -> bool:
         state = self.optimizer.state

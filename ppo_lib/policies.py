@@ -25,6 +25,7 @@ import torch
 from gymnasium import spaces
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 from torch.distributions import Categorical, Normal
 
 from .distributions import (categorical_log_prob, categorical_log_prob_entropy,
@@ -62,9 +63,10 @@ def run_mlp(net: nn.Sequential, x: Tensor) -> Tensor:
     is: the same operations and numbers, without ``nn.Module.__call__``, whose bookkeeping
     costs more than a 64-unit layer's arithmetic on a CartPole batch (the trainer runs this
     tens of thousands of times). A layer of another kind, or one with hooks, is called."""
+    hooked = bool(_global_forward_hooks or _global_forward_pre_hooks)
     for layer in net:
         kind = type(layer)
-        if layer._forward_hooks or layer._forward_pre_hooks:
+        if hooked or layer._forward_hooks or layer._forward_pre_hooks:
             x = layer(x)
         elif kind is nn.Linear:
             x = F.linear(x, layer.weight, layer.bias)

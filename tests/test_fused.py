@@ -205,3 +205,23 @@ def test_frozen_parameters_stay_frozen():
     model.learn(64)
     assert torch.equal(frozen, before)
     assert not torch.equal(model.policy.action_net.weight.detach(), head_before)  # trained
+
+
+def test_a_hook_added_mid_training_runs_in_the_update():
+    """Hooks (say, recording activations for a plot) run on autograd's path; the written-out
+    step must step aside once one is added, not silently skip it."""
+    model = _train(True, updates=1)
+    assert model._mlp_step is not None
+    seen = []
+    model.policy.mlp_extractor.value_net[1].register_forward_hook(
+        lambda module, inputs, output: seen.append(output.shape[0]))
+    model.learn(64, reset_num_timesteps=False)
+    assert 16 in seen  # a minibatch (batch_size 16) went through the hooked layer
+    fresh = _train(True, updates=1)
+    assert MlpGradientStep.create(fresh.policy, model.optimizer) is None  # not its optimizer
+    assert MlpGradientStep.create(fresh.policy, fresh.optimizer) is not None
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
+    try:  # a global hook (every module's call) too
+        assert MlpGradientStep.create(fresh.policy, fresh.optimizer) is None
+    finally:
+        handle.remove()
