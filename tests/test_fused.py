@@ -225,3 +225,11 @@ def test_a_hook_added_mid_training_runs_in_the_update():
         assert MlpGradientStep.create(fresh.policy, fresh.optimizer) is None
     finally:
         handle.remove()
+
+
+def test_divergence_on_the_written_out_path_stops_with_clear_error():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=32, batch_size=32, n_epochs=2,
+                learning_rate=1e30)
+    with pytest.raises(FloatingPointError, match="NaN or inf in parameters.*too high"):
+        model.learn(2000)
+    assert model._mlp_step is not None  # the error came from the written-out path
