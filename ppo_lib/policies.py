@@ -22,11 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from gymnasium import spaces
 import torch.nn.functional as F
+from gymnasium import spaces
 from torch import Tensor, nn
-from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 from torch.distributions import Categorical, Normal
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from .distributions import (categorical_log_prob, categorical_log_prob_entropy,
                             categorical_sample, gaussian_entropy, gaussian_log_prob)

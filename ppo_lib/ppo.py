@@ -151,8 +151,8 @@ class PPO:
         self.policy_class = policy_cls
         self.policy = policy_cls(observation_space, action_space, **self.policy_kwargs)
         self._params = list(self.policy.parameters())
-        # categorical policies compute the loss by ppo_lib.fused (an MLP one its whole
-        # gradient step, MlpGradientStep); False: the reference path of the lessons
+        # categorical policies compute the loss by ppo_lib.fused, MLP ones their whole
+        # gradient step (MlpGradientStep); False: the reference path of the lessons
         self.fast_loss = type(self.policy) is CategoricalActorCritic
         self._mlp_step: MlpGradientStep | None = None  # made on the first update
         # SB3's Adam eps for PPO (1e-5). LeanAdam: torch's Adam in one fused kernel call,
