@@ -1,4 +1,4 @@
-"""The update's fast paths for categorical MLP policies (tests/test_fused.py, test_ppo.py).
+"""The update's fast paths for MLP policies (tests/test_fused.py, test_ppo.py).
 
 ``losses.ppo_loss_terms`` on ``CategoricalActorCritic.evaluate_actions``, then
 ``loss.backward()``, gradient clipping and Adam, is the reference: the form the lessons
@@ -18,7 +18,8 @@ dispatch and autograd bookkeeping than in arithmetic. Two faster paths give the 
    where [unclipped <= clipped] is 1 where min() takes the unclipped term (the clipped term
    passes no gradient outside [1 - eps, 1 + eps]).
 
-2. ``MlpGradientStep``: the whole gradient step of an MLP actor-critic without autograd.
+2. ``MlpGradientStep``: the whole gradient step of an MLP actor-critic without autograd
+   (categorical, or Gaussian with the same clipped loss on its log-density).
    The backward pass of a layer y = act(x W^T + b) is three matrix expressions,
 
     d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
@@ -34,18 +35,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
+from .distributions import LOG_SQRT_2PI, gaussian_entropy
 from .losses import PPOLossTerms
 
 
-def _loss_and_gradients(logits, values, actions, old_log_probs, advantages, returns,
-                        clip_range, vf_coef, ent_coef, old_values, clip_range_vf):
-    """-> total, policy, value, mean_entropy, log_ratio, ratio, dL/dlogits, dL/dvalues."""
+def _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
+                       old_values, clip_range_vf):
+    """The clipped surrogate and the value loss, and their gradients with respect to
+    log pi(a|s) and V -> policy, value, ratio, dL/dlog_pi (B,), dL/dV (B,)."""
     n = values.shape[0]
-    log_pi = torch.log_softmax(logits, dim=-1)
-    p = log_pi.exp()
-    entropy = -(p * log_pi).sum(-1)
-    index = actions.unsqueeze(-1)
-    log_ratio = log_pi.gather(-1, index).squeeze(-1) - old_log_probs
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
@@ -58,22 +56,69 @@ def _loss_and_gradients(logits, values, actions, old_log_probs, advantages, retu
         vf_passes = change.abs() <= clip_range_vf
     error = predicted - returns
     value = error.square().mean()
+    g = torch.where(takes_unclipped, (-1.0 / n) * advantages * ratio, 0.0)
+    grad_values = (2.0 * vf_coef / n) * error
+    if vf_passes is not None:
+        grad_values = grad_values * vf_passes
+    return policy, value, ratio, g, grad_values
+
+
+def _loss_and_gradients(logits, values, actions, old_log_probs, advantages, returns,
+                        clip_range, vf_coef, ent_coef, old_values, clip_range_vf):
+    """Categorical: -> total, policy, value, mean_entropy, log_ratio, ratio, dL/dlogits,
+    dL/dvalues."""
+    n = values.shape[0]
+    log_pi = torch.log_softmax(logits, dim=-1)
+    p = log_pi.exp()
+    entropy = -(p * log_pi).sum(-1)
+    index = actions.unsqueeze(-1)
+    log_ratio = log_pi.gather(-1, index).squeeze(-1) - old_log_probs
+    policy, value, ratio, g, grad_values = _clipped_and_value(
+        log_ratio, advantages, values, returns, clip_range, vf_coef, old_values, clip_range_vf)
     mean_entropy = entropy.mean()
     total = policy + vf_coef * value
     if ent_coef != 0:
         total = total - ent_coef * mean_entropy
 
-    g = torch.where(takes_unclipped, (-1.0 / n) * advantages * ratio, 0.0).unsqueeze(-1)
+    g = g.unsqueeze(-1)
     if ent_coef != 0:
         grad_logits = torch.addcmul(ent_coef / n * p * (log_pi + entropy.unsqueeze(-1)),
                                     g, -p)
     else:  # the same numbers: the entropy term is exactly 0
         grad_logits = (g * p).neg_()
     grad_logits.scatter_add_(-1, index, g)
-    grad_values = (2.0 * vf_coef / n) * error
-    if vf_passes is not None:
-        grad_values = grad_values * vf_passes
     return total, policy, value, mean_entropy, log_ratio, ratio, grad_logits, grad_values
+
+
+def _gaussian_loss_and_gradients(mean, log_std, values, actions, old_log_probs, advantages,
+                                 returns, clip_range, vf_coef, ent_coef, old_values,
+                                 clip_range_vf):
+    """Diagonal Gaussian, sigma = exp(log_std) a parameter: -> total, policy, value,
+    mean_entropy, log_ratio, ratio, dL/dmean, dL/dlog_std, dL/dvalues.
+
+    With z = (a - mu) / sigma:  d log pi / d mu = z / sigma,  d log pi / d log sigma = z^2 - 1,
+    and the entropy sum_j (1/2 + log sqrt(2 pi) + log sigma_j) has d H / d log sigma = 1.
+    """
+    n = values.shape[0]
+    log_std = log_std.expand_as(mean)
+    inv_std = torch.exp(-log_std)
+    z = (actions - mean) * inv_std                 # as distributions.gaussian_log_prob
+    log_prob = (-0.5 * z * z - log_std - LOG_SQRT_2PI).sum(-1)
+    log_ratio = log_prob - old_log_probs
+    policy, value, ratio, g, grad_values = _clipped_and_value(
+        log_ratio, advantages, values, returns, clip_range, vf_coef, old_values, clip_range_vf)
+    mean_entropy = gaussian_entropy(log_std[0]).expand(n).mean()
+    total = policy + vf_coef * value
+    if ent_coef != 0:
+        total = total - ent_coef * mean_entropy
+
+    g = g.unsqueeze(-1)
+    grad_mean = g * z * inv_std
+    grad_log_std = (g * (z * z - 1)).sum(0)
+    if ent_coef != 0:
+        grad_log_std = grad_log_std - ent_coef
+    return (total, policy, value, mean_entropy, log_ratio, ratio, grad_mean, grad_log_std,
+            grad_values)
 
 
 class _CategoricalPPOLoss(torch.autograd.Function):
@@ -138,10 +183,11 @@ def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] 
 
 
 class MlpGradientStep:
-    """The PPO gradient step of a ``CategoricalActorCritic`` MLP written out: ``loss`` runs
-    the network forward (keeping each layer's input and output) and the fused loss;
-    ``step`` then runs the backward pass layer by layer into a flat gradient buffer, clips
-    its norm and takes one Adam step on the flat parameters, as ``LeanAdam`` would.
+    """The PPO gradient step of a ``CategoricalActorCritic`` or ``GaussianActorCritic`` MLP
+    written out: ``loss`` runs the network forward (keeping each layer's input and output)
+    and the loss with its gradient at the heads; ``step`` then runs the backward pass layer
+    by layer into a flat gradient buffer, clips its norm and takes one Adam step on the flat
+    parameters, as ``LeanAdam`` would.
 
     Equal to the reference path (``evaluate_actions``, ``ppo_loss_terms``, ``backward``,
     ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_fused.py trains both.
@@ -153,8 +199,9 @@ class MlpGradientStep:
 
     @classmethod
     def create(cls, policy: nn.Module, optimizer: torch.optim.Optimizer):
-        from .policies import CategoricalActorCritic  # (policies imports nothing from here)
-        if type(policy) is not CategoricalActorCritic or len(optimizer.param_groups) != 1:
+        from .policies import CategoricalActorCritic, GaussianActorCritic  # (no cycle)
+        if (type(policy) not in (CategoricalActorCritic, GaussianActorCritic)
+                or len(optimizer.param_groups) != 1):
             return None
         group, params = optimizer.param_groups[0], list(policy.parameters())
         if (group["weight_decay"] != 0 or group["amsgrad"] or group["maximize"]
@@ -175,6 +222,7 @@ class MlpGradientStep:
         self._modules = [ex, ex.shared_net, ex.policy_net, ex.value_net, *ex.shared_net,
                          *ex.policy_net, *ex.value_net, policy.action_net, policy.value_net]
         self.shared, self.pi, self.vf = shared, pi + action_head, vf + value_head
+        self.gaussian = hasattr(policy, "log_std")  # else categorical
         self.params = list(policy.parameters())
         self._flat = None
         self._saved = None
@@ -255,18 +303,25 @@ class MlpGradientStep:
 
     def loss(self, obs, actions, old_log_probs, advantages, returns, clip_range, vf_coef,
              ent_coef, old_values, clip_range_vf):
-        """-> (loss, terms, log_ratio, ratio) as ``categorical_ppo_loss``, without a graph."""
+        """-> (loss, terms, log_ratio, ratio) as ``categorical_ppo_loss`` (or, Gaussian,
+        as ``ppo_loss_terms``), without a graph."""
+        args = (old_log_probs, advantages, returns, float(clip_range), float(vf_coef),
+                float(ent_coef), old_values,
+                None if clip_range_vf is None else float(clip_range_vf))
         with torch.no_grad():
             saved_shared, saved_pi, saved_vf = [], [], []
             trunk = self._forward(self.shared, obs.float(), saved_shared)
-            logits = self._forward(self.pi, trunk, saved_pi)
+            head = self._forward(self.pi, trunk, saved_pi)  # logits, or the Gaussian's mean
             values = self._forward(self.vf, trunk, saved_vf).squeeze(-1)
-            total, policy, value, entropy, log_ratio, ratio, grad_logits, grad_values = \
-                _loss_and_gradients(logits, values, actions.long().reshape(-1), old_log_probs,
-                                    advantages, returns, float(clip_range), float(vf_coef),
-                                    float(ent_coef), old_values,
-                                    None if clip_range_vf is None else float(clip_range_vf))
-        self._saved = (saved_shared, saved_pi, saved_vf, grad_logits, grad_values)
+            if self.gaussian:
+                (total, policy, value, entropy, log_ratio, ratio, grad_head, grad_log_std,
+                 grad_values) = _gaussian_loss_and_gradients(
+                    head, self.policy.log_std, values, actions, *args)
+            else:
+                total, policy, value, entropy, log_ratio, ratio, grad_head, grad_values = \
+                    _loss_and_gradients(head, values, actions.long().reshape(-1), *args)
+                grad_log_std = None
+        self._saved = (saved_shared, saved_pi, saved_vf, grad_head, grad_log_std, grad_values)
         return total, PPOLossTerms(total, policy, value, entropy), log_ratio, ratio
 
     # -- backward, clip, Adam ---------------------------------------------------------
@@ -285,12 +340,14 @@ class MlpGradientStep:
 
     def step(self, max_grad_norm: float) -> None:
         """Backward pass of the last ``loss()``, gradient clipping, one Adam step."""
-        saved_shared, saved_pi, saved_vf, grad_logits, grad_values = self._saved
+        saved_shared, saved_pi, saved_vf, grad_head, grad_log_std, grad_values = self._saved
         self._saved = None
         group = self.optimizer.param_groups[0]
         with torch.no_grad():
+            if grad_log_std is not None:
+                self.policy.log_std.grad.copy_(grad_log_std)
             has_trunk = len(self.shared) > 0
-            d_pi = self._backward(self.pi, saved_pi, grad_logits, has_trunk)
+            d_pi = self._backward(self.pi, saved_pi, grad_head, has_trunk)
             d_vf = self._backward(self.vf, saved_vf, grad_values.unsqueeze(-1), has_trunk)
             if has_trunk:
                 self._backward(self.shared, saved_shared, d_pi + d_vf, False)

@@ -40,7 +40,8 @@ from .kl import approx_kl
 from .logger import Logger
 from .fused import MlpGradientStep, categorical_ppo_loss
 from .losses import ppo_loss_terms
-from .policies import CategoricalActorCritic, clip_actions, policy_class_for
+from .policies import (CategoricalActorCritic, GaussianActorCritic, clip_actions,
+                       policy_class_for)
 from .returns import gae
 from .rollout import Rollout, collect_rollout, compute_advantages, minibatches
 from .schedules import as_schedule, schedule_from_dict, schedule_to_dict
@@ -151,9 +152,9 @@ class PPO:
         self.policy_class = policy_cls
         self.policy = policy_cls(observation_space, action_space, **self.policy_kwargs)
         self._params = list(self.policy.parameters())
-        # categorical policies compute the loss by ppo_lib.fused, MLP ones their whole
-        # gradient step (MlpGradientStep); False: the reference path of the lessons
-        self.fast_loss = type(self.policy) is CategoricalActorCritic
+        # MLP policies write out their whole gradient step (ppo_lib.fused.MlpGradientStep),
+        # other categorical ones their loss; False: the reference path of the lessons
+        self.fast_loss = type(self.policy) in (CategoricalActorCritic, GaussianActorCritic)
         self._mlp_step: MlpGradientStep | None = None  # made on the first update
         # SB3's Adam eps for PPO (1e-5). LeanAdam: torch's Adam in one fused kernel call,
         # the same numbers (tests/test_ppo.py) with a fraction of the Python overhead.
@@ -321,7 +322,8 @@ class PPO:
             return gradient_step.loss(batch.obs, batch.actions, batch.old_log_probs,
                                       advantages, batch.returns, clip_range, self.vf_coef,
                                       self.ent_coef, batch.old_values, clip_range_vf)
-        if self.loss_fn is None and self.fast_loss:
+        if self.loss_fn is None and self.fast_loss and isinstance(self.policy,
+                                                                  CategoricalActorCritic):
             # the same numbers as below in one autograd node (ppo_lib.fused, tests/test_fused.py)
             logits, values = self.policy._logits_values(batch.obs)
             return categorical_ppo_loss(logits, values, batch.actions, batch.old_log_probs,

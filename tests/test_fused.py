@@ -92,12 +92,13 @@ from ppo_lib.fused import MlpGradientStep  # noqa: E402
 from ppo_lib.ppo import PPO  # noqa: E402
 
 
-def _train(fast: bool, updates: int = 4, switch_at: int | None = None, **kw):
-    """PPO on CartPole; fast=False is the reference path (autograd on ppo_loss_terms).
+def _train(fast: bool, updates: int = 4, switch_at: int | None = None,
+           env: str = "CartPole-v1", **kw):
+    """PPO on ``env``; fast=False is the reference path (autograd on ppo_loss_terms).
     With ``switch_at``, the path flips after that many updates."""
     args = dict(n_envs=2, n_steps=32, batch_size=16, n_epochs=3, seed=3)
     args.update(kw)
-    model = PPO("MlpPolicy", "CartPole-v1", **args)
+    model = PPO("MlpPolicy", env, **args)
     model.fast_loss = fast
     per_update = args["n_steps"] * args["n_envs"]
     if switch_at is None:
@@ -125,6 +126,9 @@ def _assert_same_training(a, b, rtol=1e-5, atol=1e-6):
                             activation_fn=nn.ReLU)),
     dict(policy_kwargs=dict(net_arch=dict(pi=[], vf=[8]))),
     dict(target_kl=0.002, learning_rate=3e-3),
+    dict(env="Pendulum-v1"),
+    dict(env="Pendulum-v1", ent_coef=0.01, clip_range_vf=0.2, learning_rate=3e-3,
+         policy_kwargs=dict(net_arch=dict(shared=[16], pi=[8], vf=[8]), log_std_init=-0.5)),
 ])
 def test_written_out_step_trains_as_the_reference(kw):
     reference, fast = _train(False, **kw), _train(True, **kw)
@@ -165,8 +169,6 @@ def test_unsupported_policies_take_the_autograd_path():
 
     assert step_for() is not None
     assert step_for(policy_kwargs=dict(activation_fn=nn.ELU)) is None
-    gaussian = PPO("MlpPolicy", "Pendulum-v1", n_steps=16, batch_size=16)
-    assert MlpGradientStep.create(gaussian.policy, gaussian.optimizer) is None
     hooked = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
     hooked.policy.mlp_extractor.policy_net[0].register_forward_hook(lambda *a: None)
     assert MlpGradientStep.create(hooked.policy, hooked.optimizer) is None
