@@ -37,6 +37,7 @@ from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_h
 
 from .distributions import LOG_SQRT_2PI, gaussian_entropy
 from .losses import PPOLossTerms
+from .policies import _FUNCTIONAL, CategoricalActorCritic, GaussianActorCritic
 
 
 def _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
@@ -100,14 +101,14 @@ def _gaussian_loss_and_gradients(mean, log_std, values, actions, old_log_probs, 
     and the entropy sum_j (1/2 + log sqrt(2 pi) + log sigma_j) has d H / d log sigma = 1.
     """
     n = values.shape[0]
-    log_std = log_std.expand_as(mean)
-    inv_std = torch.exp(-log_std)
-    z = (actions - mean) * inv_std                 # as distributions.gaussian_log_prob
-    log_prob = (-0.5 * z * z - log_std - LOG_SQRT_2PI).sum(-1)
+    log_stds = log_std.expand_as(mean)
+    inv_std = torch.exp(-log_stds)
+    z = (actions - mean) * inv_std          # distributions.gaussian_log_prob, keeping z
+    log_prob = (-0.5 * z * z - log_stds - LOG_SQRT_2PI).sum(-1)
     log_ratio = log_prob - old_log_probs
     policy, value, ratio, g, grad_values = _clipped_and_value(
         log_ratio, advantages, values, returns, clip_range, vf_coef, old_values, clip_range_vf)
-    mean_entropy = gaussian_entropy(log_std[0]).expand(n).mean()
+    mean_entropy = gaussian_entropy(log_std).expand(n).mean()  # as evaluate_actions
     total = policy + vf_coef * value
     if ent_coef != 0:
         total = total - ent_coef * mean_entropy
@@ -160,9 +161,9 @@ def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
     return torch.ops.aten.threshold_backward(grad, out, 0)
 
 
-# activation -> (function, backward from the gradient at its output and the output itself)
-_ACTIVATIONS = {nn.Tanh: (torch.tanh, torch.ops.aten.tanh_backward),
-                nn.ReLU: (torch.relu, _relu_backward)}
+# activation -> its backward, from the gradient at its output and the output itself (the
+# forward functions are policies._FUNCTIONAL, which run_mlp uses)
+_BACKWARD = {nn.Tanh: torch.ops.aten.tanh_backward, nn.ReLU: _relu_backward}
 
 
 def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] | None:
@@ -174,9 +175,9 @@ def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] 
             return None
         if type(module) is nn.Linear and module.bias is not None:
             layers.append((module, None, None))
-        elif type(module) in _ACTIVATIONS and layers and layers[-1][1] is None \
+        elif type(module) in _BACKWARD and layers and layers[-1][1] is None \
                 and type(modules[i - 1]) is nn.Linear:
-            layers[-1] = (layers[-1][0], *_ACTIVATIONS[type(module)])
+            layers[-1] = (layers[-1][0], _FUNCTIONAL[type(module)], _BACKWARD[type(module)])
         else:
             return None
     return layers
@@ -199,7 +200,6 @@ class MlpGradientStep:
 
     @classmethod
     def create(cls, policy: nn.Module, optimizer: torch.optim.Optimizer):
-        from .policies import CategoricalActorCritic, GaussianActorCritic  # (no cycle)
         if (type(policy) not in (CategoricalActorCritic, GaussianActorCritic)
                 or len(optimizer.param_groups) != 1):
             return None

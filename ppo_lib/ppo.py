@@ -152,8 +152,9 @@ class PPO:
         self.policy_class = policy_cls
         self.policy = policy_cls(observation_space, action_space, **self.policy_kwargs)
         self._params = list(self.policy.parameters())
-        # MLP policies write out their whole gradient step (ppo_lib.fused.MlpGradientStep),
-        # other categorical ones their loss; False: the reference path of the lessons
+        # True: MLP policies take the written-out gradient step (ppo_lib.fused), or, where
+        # it steps aside (hooks, frozen parameters), categorical ones the fused loss.
+        # False: the reference path of the lessons
         self.fast_loss = type(self.policy) in (CategoricalActorCritic, GaussianActorCritic)
         self._mlp_step: MlpGradientStep | None = None  # made on the first update
         # SB3's Adam eps for PPO (1e-5). LeanAdam: torch's Adam in one fused kernel call,
@@ -343,8 +344,9 @@ class PPO:
         return loss, terms, log_ratio, ratio
 
     def _fast_gradient_step(self) -> MlpGradientStep | None:
-        """The written-out gradient step for a categorical MLP policy trained with the
-        built-in loss and Adam; None (autograd) for anything else or ``fast_loss = False``."""
+        """The written-out gradient step for an MLP policy (categorical or Gaussian) trained
+        with the built-in loss and Adam; None (autograd) for anything else or
+        ``fast_loss = False``."""
         if self.loss_fn is not None or not self.fast_loss or type(self.optimizer) is not LeanAdam:
             return None
         step = self._mlp_step

@@ -234,4 +234,4 @@ def test_divergence_on_the_written_out_path_stops_with_clear_error():
                 learning_rate=1e30)
     with pytest.raises(FloatingPointError, match="NaN or inf in parameters.*too high"):
         model.learn(2000)
-    assert model._mlp_step is not None  # the error came from the written-out path
+    assert model._mlp_step._is_bound()  # the error came from the written-out path
