@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import html
+import inspect
 import json
 import linecache
 import math
@@ -61,10 +62,15 @@ class Case:
 
 @dataclass(frozen=True)
 class Mistake:
-    """A classic wrong answer that ``check`` must reject (used by the tests)."""
+    """A classic wrong answer that ``check`` must reject (used by the tests).
+
+    hint: a phrase that the hint ``check`` shows for this answer must contain, so that the
+          first failing case names the mistake actually made (tests/test_exercises_all.py).
+    """
 
     description: str
     answer: Any  # a wrong function (kind "function") or a wrong value (kind "value")
+    hint: str = ""
 
 
 @dataclass
@@ -97,6 +103,9 @@ class Verdict:
         line = f"✓ {self.exercise_id}: passed" if self.passed else f"✗ {self.exercise_id}: {self.message}"
         return line + (f"\n  hint: {self.hint}" if self.hint else "")
 
+    def __bool__(self) -> bool:
+        return self.passed
+
     def __repr__(self) -> str:  # plain text in a notebook
         return self.text()
 
@@ -107,6 +116,31 @@ class Verdict:
                        for r in rest)
         return (f"<div class='ppo-verdict' style='font-family:monospace;color:{color}'>"
                 f"<b>{html.escape(first)}</b>{hint}</div>")
+
+
+class CheckResult:
+    """What ``check`` returns: ``bool(result)`` is the verdict, ``result.verdict`` the
+    details. ``check`` has already shown the verdict, so a check cell's value shows nothing
+    more (no ``Out: True``; nbgrader wants no non-float output from a test cell)."""
+
+    def __init__(self, verdict: Verdict):
+        self.verdict = verdict
+
+    def __bool__(self) -> bool:
+        return self.verdict.passed
+
+    def __eq__(self, other: object) -> bool:  # check(...) == True keeps working
+        if isinstance(other, bool):
+            return self.verdict.passed == other
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return self.verdict.text()
+
+    def _ipython_display_(self) -> None:
+        """Shown already by ``check`` itself."""
 
 
 EXERCISES: dict[str, Exercise] = {}
@@ -385,7 +419,8 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
             "this is a bug in ppo_lib/exercises, please report it"
     deadline = time.monotonic() + exercise.timeout
     for case in cases:
-        args, kwargs = _clone(case.args), _clone(case.kwargs)
+        case_args, case_kwargs = _positional(exercise.reference, case.args, case.kwargs)
+        args, kwargs = _clone(case_args), _clone(case_kwargs)
         if exercise.kind == "value":
             got = fn
         else:
@@ -406,7 +441,7 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
                 where = _where_in_learner_code(exc, fn)
                 return (f"case '{case.name}': your function raised "
                         f"{type(exc).__name__}: {exc}{where}", case.hint)
-            if not (_same(args, case.args) and _same(kwargs, case.kwargs)):
+            if not (_same(args, case_args) and _same(kwargs, case_kwargs)):
                 return (f"case '{case.name}': your function changed its inputs in place",
                         "compute into new tensors (e.g. torch.zeros_like) instead of "
                         "writing into the arguments")
@@ -422,8 +457,58 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
         except Exception as exc:  # the answer could not even be compared
             problem = f"your answer could not be checked ({type(exc).__name__}: {exc})"
         if problem:
-            return f"case '{case.name}': {problem}", case.hint
+            return f"case '{case.name}': {problem}" + _signature_note(exercise, fn), case.hint
     return None, ""
+
+
+def _positional(reference: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The case's keyword arguments moved to their positions in the reference's signature,
+    so that a learner who renamed a parameter is graded on what the function computes.
+    (Defaults in between are filled in from the reference.) Keyword-only parameters stay
+    keywords."""
+    if not kwargs or not callable(reference):
+        return args, kwargs
+    try:
+        signature = inspect.signature(reference)
+        bound = signature.bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return args, kwargs
+    params = list(signature.parameters.values())
+    positional_kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    given = [i for i, p in enumerate(params) if p.name in bound.arguments and p.kind in positional_kinds]
+    if not given:
+        return args, kwargs
+    out_args, out_kwargs = [], {}
+    for p in params[:max(given) + 1]:
+        if p.kind not in positional_kinds:
+            return args, kwargs  # *args in the middle: keep the case as written
+        if p.name in bound.arguments:
+            out_args.append(bound.arguments[p.name])
+        elif p.default is not inspect.Parameter.empty:
+            out_args.append(p.default)
+        else:
+            return args, kwargs
+    for name, value in bound.arguments.items():
+        param = signature.parameters[name]
+        if param.kind == inspect.Parameter.KEYWORD_ONLY:
+            out_kwargs[name] = value
+        elif param.kind == inspect.Parameter.VAR_KEYWORD:
+            out_kwargs.update(value)
+    return tuple(out_args), out_kwargs
+
+
+def _signature_note(exercise: Exercise, fn: Any) -> str:
+    """' (note: your parameters are (a, b), the exercise's are (x, y))' when they differ."""
+    try:
+        want = list(inspect.signature(exercise.reference).parameters)
+        got = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ""
+    if got == want or any(n.startswith("*") for n in got) or \
+            any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in inspect.signature(fn).parameters.values()):
+        return ""
+    return (f" (note: your function's parameters are ({', '.join(got)}); the exercise's are "
+            f"({', '.join(want)}): arguments are passed in that order)")
 
 
 def _in_notebook() -> bool:
@@ -452,8 +537,9 @@ def _report(verdict: Verdict) -> None:
             print(f"(could not record the verdict in {path}: {exc})")
 
 
-def check(exercise_id: str, fn: Any) -> bool:
-    """Run the exercise's cases on ``fn``, show a short verdict with a hint, return passed.
+def check(exercise_id: str, fn: Any) -> CheckResult:
+    """Run the exercise's cases on ``fn``, show a short verdict with a hint, and return a
+    ``CheckResult`` whose ``bool()`` is the verdict.
 
     Never raises, with one exception: under nbgrader (``NBGRADER_EXECUTION`` set) a failed
     check raises AssertionError so that nbgrader scores the test cell. The learner's
@@ -478,7 +564,7 @@ def check(exercise_id: str, fn: Any) -> bool:
     _report(verdict)
     if not verdict.passed and os.environ.get(NBGRADER_ENV):
         raise AssertionError(verdict.text())
-    return verdict.passed
+    return CheckResult(verdict)
 
 
 def use(exercise_id: str, fn: Any) -> Any:

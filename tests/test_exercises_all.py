@@ -53,6 +53,18 @@ def test_mistake_rejected(exercise_id, mistake, capsys):
     assert "internal error" not in out and "the check itself failed" not in out
 
 
+@pytest.mark.parametrize("exercise_id,mistake", MISTAKES,
+                         ids=[f"{i}-{m.description}" for i, m in MISTAKES])
+def test_mistake_gets_its_own_hint(exercise_id, mistake, capsys):
+    """The first failing case's hint names the mistake actually made."""
+    assert mistake.hint, f"Mistake {mistake.description!r} of {exercise_id} states no hint"
+    result = grading.check(exercise_id, mistake.answer)
+    shown = capsys.readouterr().out
+    assert not result
+    assert mistake.hint.lower() in (result.verdict.message + " " + result.verdict.hint).lower(), \
+        f"{mistake.description!r} was shown: {shown!r}; expected a hint containing {mistake.hint!r}"
+
+
 @pytest.mark.parametrize("exercise_id", FUNCTIONS)
 def test_stub_is_not_done_yet(exercise_id, capsys):
     def stub(*args, **kwargs):
