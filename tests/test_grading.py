@@ -106,7 +106,7 @@ def test_time_limit_outside_the_main_thread(toy):
     worker = threading.Thread(target=lambda: result.update(ok=check("toy_double", hang)))
     worker.start()
     worker.join(5)
-    assert not worker.is_alive() and result["ok"] is False
+    assert not worker.is_alive() and not result["ok"]
 
 
 def test_inputs_are_protected_and_mutation_reported(toy, capsys):
