@@ -303,7 +303,9 @@ def _same(a: Any, b: Any) -> bool:
         return isinstance(b, (tuple, list)) and len(a) == len(b) and all(map(_same, a, b))
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return True
+    if isinstance(a, (bool, int, float, str, bytes, type(None))):
+        return type(a) is type(b) and (a == b or (a != a and b != b))  # NaN equals NaN here
+    return True  # other objects (functions, classes, modules) are passed as they are
 
 
 def _call_with_alarm(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
@@ -443,8 +445,7 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
                         f"{type(exc).__name__}: {exc}{where}", case.hint)
             if not (_same(args, case_args) and _same(kwargs, case_kwargs)):
                 return (f"case '{case.name}': your function changed its inputs in place",
-                        "compute into new tensors (e.g. torch.zeros_like) instead of "
-                        "writing into the arguments")
+                        _mutation_hint(args, case_args, kwargs, case_kwargs))
         try:
             if case.verify is not None:
                 problem = case.verify(got)
@@ -459,6 +460,19 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
         if problem:
             return f"case '{case.name}': {problem}" + _signature_note(exercise, fn), case.hint
     return None, ""
+
+
+def _mutation_hint(args: tuple, case_args: tuple, kwargs: dict, case_kwargs: dict) -> str:
+    """A hint for the kind of value that was changed in place."""
+    pairs = list(zip(args, case_args)) + [(kwargs[k], case_kwargs[k]) for k in kwargs]
+    changed = [a for a, b in pairs if not _same(a, b)]
+    if changed and isinstance(changed[0], dict):
+        return ("copy the dict before changing it (e.g. `config = dict(config)`) or build a "
+                "new one: the caller's dict must stay as it was")
+    if changed and isinstance(changed[0], list):
+        return "build a new list instead of changing the caller's (e.g. `list(values)`)"
+    return ("compute into new tensors (e.g. torch.zeros_like) instead of writing into the "
+            "arguments (`x += ...`, `x[t] = ...`, `x.clamp_()` change the caller's tensor)")
 
 
 def _positional(reference: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
