@@ -37,6 +37,9 @@ END = "### END SOLUTION"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MARKDOWN_STUB = "YOUR ANSWER HERE"
 NBGRADER_SCHEMA_VERSION = 3
+# Notebook-level widget state ("application/vnd.jupyter.widget-state+json") that Jupyter and
+# nbclient store after running widgets; neither solutions nor lessons keep it.
+WIDGET_STATE_KEY = "widgets"
 # A graded test cell is a code cell that calls check("exercise_id", ...).
 CHECK_CALL = re.compile(r"""(?:^|[^\w.])(?:grading\.)?check\(\s*["']([\w.-]+)["']""", re.M)
 
@@ -198,9 +201,12 @@ def _clean_metadata(metadata: dict) -> dict:
 
 
 def solution_metadata(nb: dict, stem: str) -> dict:
-    """``nb`` with nbgrader metadata and stable ids set on its cells (solutions keep them)."""
+    """``nb`` with nbgrader metadata and stable ids set on its cells (solutions keep them),
+    and without stored widget state: ``metadata.widgets`` (hundreds of KB of slider models)
+    would otherwise be copied by ``nbgrader generate_assignment`` into the student release."""
     nb = copy.deepcopy(nb)
     nb["nbformat"], nb["nbformat_minor"] = 4, max(5, nb.get("nbformat_minor", 5))  # cell ids
+    nb.setdefault("metadata", {}).pop(WIDGET_STATE_KEY, None)
     for index, cell in enumerate(nb["cells"]):
         cell["id"] = _cell_id(stem, index, cell)
         meta = cell.setdefault("metadata", {})
@@ -230,7 +236,7 @@ def build_lesson(solution: dict, stem: str) -> dict:
     metadata = nb.setdefault("metadata", {})
     metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
                               "name": "python3"}
-    metadata.pop("widgets", None)  # stored widget state belongs to the executed solution
+    metadata.pop(WIDGET_STATE_KEY, None)  # solution_metadata removed it already
     return nb
 
 
@@ -283,14 +289,15 @@ def stale_lessons(names: list[str] | None = None) -> list[Path]:
 
 def solutions_without_metadata(names: list[str] | None = None) -> list[Path]:
     """Solutions whose nbgrader metadata or cell ids are not what ``build`` gives them
-    (nbgrader's ``generate_assignment`` needs that metadata on the solutions)."""
+    (nbgrader's ``generate_assignment`` needs that metadata on the solutions), or that
+    store widget state (``generate_assignment`` would copy it into the release)."""
     return [path for path in solution_paths(names)
             if solution_metadata(_read(path), path.stem) != _read(path)]
 
 
 def update_solution_metadata(path: Path) -> bool:
-    """Give a solution its nbgrader metadata and stable cell ids, in place (outputs kept).
-    Returns True when the file changed."""
+    """Give a solution its nbgrader metadata and stable cell ids and drop its stored widget
+    state, in place (outputs kept). Returns True when the file changed."""
     nb = _read(path)
     updated = solution_metadata(nb, path.stem)
     if updated == nb:
@@ -301,8 +308,8 @@ def update_solution_metadata(path: Path) -> bool:
 
 def build(names: list[str] | None = None, lessons_dir: Path | None = None) -> list[Path]:
     """Write the lessons of the given solutions (all by default); return the paths written.
-    Solutions get their nbgrader metadata too (in place, outputs kept). A file already up
-    to date is not rewritten (its mtime stays)."""
+    Solutions get their nbgrader metadata too and lose stored widget state (in place,
+    outputs kept). A file already up to date is not rewritten (its mtime stays)."""
     out_dir = Path(lessons_dir) if lessons_dir else LESSONS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -331,7 +338,8 @@ def execute(path: str | Path, timeout: float = 600, kernel_name: str = "python3"
     path = Path(path).resolve()
     nb = nbformat.reads(json.dumps(solution_metadata(_read(path), path.stem)), as_version=4)
     client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                                     resources={"metadata": {"path": str(path.parent)}})
+                                     resources={"metadata": {"path": str(path.parent)}},
+                                     store_widget_state=False)  # solutions keep none
     client.execute()
     data = json.loads(nbformat.writes(nb))
     for cell in data["cells"]:
@@ -350,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     p_build = commands.add_parser("build", help="write lessons/ from solutions/")
     p_build.add_argument("notebooks", nargs="*", help="solution notebooks (default: all)")
     p_build.add_argument("--check", action="store_true",
-                         help="write nothing; exit 1 listing the lessons (or solutions' metadata) "
-                              "that differ from the build")
+                         help="write nothing; exit 1 listing the lessons (or solutions' metadata, "
+                              "or solutions storing widget state) that differ from the build")
     p_exec = commands.add_parser("execute", help="execute solution notebooks in place")
     p_exec.add_argument("notebooks", nargs="+")
     p_exec.add_argument("--timeout", type=float, default=600,
@@ -362,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build" and args.check:
             stale = stale_lessons(args.notebooks) + solutions_without_metadata(args.notebooks)
             for path in stale:
-                print(f"out of date: {os.path.relpath(path)} "
+                why = (" (stores widget state)" if path.exists() and WIDGET_STATE_KEY in
+                       _read(path).get("metadata", {}) else "")
+                print(f"out of date: {os.path.relpath(path)}{why} "
                       f"(run: python -m ppo_lib.course build)")
             if not stale:
                 print("lessons are up to date")

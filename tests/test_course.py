@@ -137,6 +137,46 @@ def test_build_and_check_on_folders(tmp_path, monkeypatch, capsys):
     assert course.main(["build", "nope.ipynb"]) == 2
 
 
+def test_solutions_store_no_widget_state(tmp_path, monkeypatch, capsys):
+    """nbgrader generate_assignment copies notebook metadata into the student release, so
+    build --check flags a solution with stored widget state and build removes it (nothing
+    else changes: outputs, widget views in outputs, the rest of the metadata stay)."""
+    solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    solutions.mkdir()
+    monkeypatch.setattr(course, "SOLUTIONS_DIR", solutions)
+    monkeypatch.setattr(course, "LESSONS_DIR", lessons)
+    nb = course.solution_metadata(solution_notebook(), "42_test")
+    view = {"application/vnd.jupyter.widget-view+json":
+            {"model_id": "abc", "version_major": 2, "version_minor": 0}}
+    nb["cells"][1]["outputs"] = [nbformat.v4.new_output("display_data", data=view)]
+    state = {"application/vnd.jupyter.widget-state+json": {
+        "state": {"abc": {"model_module": "@jupyter-widgets/controls", "state": {"value": 3}}},
+        "version_major": 2, "version_minor": 0}}
+    clean = json.loads(course.dumps(nb))
+    assert "widgets" not in clean["metadata"]
+    (solutions / "42_test.ipynb").write_text(course.dumps(nb))
+    assert course.main(["build"]) == 0
+    assert course.main(["build", "--check"]) == 0
+    capsys.readouterr()
+
+    nb["metadata"]["widgets"] = state
+    (solutions / "42_test.ipynb").write_text(course.dumps(nb))
+    assert course.stale_lessons() == []  # the lesson never had it
+    assert course.solutions_without_metadata() == [solutions / "42_test.ipynb"]
+    assert course.main(["build", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "42_test.ipynb (stores widget state)" in out
+    assert course.main(["build"]) == 0
+    assert (solutions / "42_test.ipynb").read_text() == course.dumps(clean)
+    assert course.main(["build", "--check"]) == 0
+
+
+@pytest.mark.parametrize("path", sorted(course.SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_real_solutions_store_no_widget_state(path):
+    assert "widgets" not in json.loads(path.read_text())["metadata"]
+
+
 def test_real_lessons_are_up_to_date_for_lesson_00():
     assert course.stale_lessons(["00_welcome.ipynb"]) == []
 
@@ -157,13 +197,17 @@ def test_show_source_rejects_builtins():
 @pytest.mark.notebooks
 def test_execute_stores_outputs_and_metadata(tmp_path):
     nb = new_notebook(cells=[new_markdown_cell("# t"), new_code_cell("print(6 * 7)"),
-                             new_code_cell('x = 1\nif False:\n    check("gae", x)')])
+                             new_code_cell('x = 1\nif False:\n    check("gae", x)'),
+                             new_code_cell("import ipywidgets\nipywidgets.IntSlider(value=3)")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "42_t.ipynb"
     nbformat.write(nb, path)
     course.execute(path, timeout=120)
     done = json.loads(path.read_text())
     assert "".join(done["cells"][1]["outputs"][0]["text"]) == "42\n"
-    assert [c.get("execution_count") for c in done["cells"][1:]] == [1, 2]
+    assert [c.get("execution_count") for c in done["cells"][1:]] == [1, 2, 3]
     assert done["cells"][2]["metadata"]["nbgrader"]["grade"] is True
+    # the slider's view is an output, its state is not stored (nbclient would by default)
+    assert "application/vnd.jupyter.widget-view+json" in done["cells"][3]["outputs"][0]["data"]
+    assert "widgets" not in done["metadata"]
     assert path.read_text() == course.dumps(done)
