@@ -1,9 +1,11 @@
-"""Lesson 06's exercises: the references pass, every registered mistake is rejected."""
+"""Lesson 06's exercises: the references and other right answers pass, every registered
+mistake is rejected with its own hint."""
 
 import math
 
 import pytest
 import torch
+from torch.distributions import Independent, MultivariateNormal, Normal
 
 from ppo_lib import grading
 from ppo_lib.exercises import lesson06  # noqa: F401  (registers the Gaussian exercises)
@@ -21,19 +23,63 @@ def test_reference_passes(exercise_id):
 @pytest.mark.parametrize("exercise_id,mistake", [
     (ex_id, m) for ex_id in IDS for m in grading.EXERCISES[ex_id].mistakes()],
     ids=lambda v: getattr(v, "description", v))
-def test_mistake_rejected(exercise_id, mistake):
-    assert not grading.check(exercise_id, mistake.answer)
+def test_mistake_rejected_with_its_hint(exercise_id, mistake):
+    result = grading.check(exercise_id, mistake.answer)
+    assert not result
+    shown = (result.verdict.message + " " + result.verdict.hint).lower()
+    assert mistake.hint.lower() in shown, shown
 
 
-def test_torch_normal_passes_both():
-    def log_prob(mean, log_std, actions):
-        return torch.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(-1)
+# right answers written in other ways ------------------------------------------------------
 
-    def entropy(log_std):
-        return torch.distributions.Normal(torch.zeros_like(log_std),
-                                          log_std.exp()).entropy().sum(-1)
-    assert grading.check("gaussian_log_prob", log_prob)
-    assert grading.check("gaussian_entropy", entropy)
+def solution_log_prob(mean, log_std, actions):
+    """The body of solutions/06_continuous_actions.ipynb."""
+    std = torch.exp(log_std)
+    per_dim = -((actions - mean) ** 2) / (2 * std ** 2) - log_std - 0.5 * math.log(2 * math.pi)
+    return per_dim.sum(-1)
+
+
+def solution_entropy(log_std):
+    return (0.5 * math.log(2 * math.pi * math.e) + log_std).sum(-1)
+
+
+def normal_log_prob(mu, log_sigma, a):
+    return Normal(mu, log_sigma.exp()).log_prob(a).sum(-1)
+
+
+def independent_log_prob(mean, log_std, actions):
+    return Independent(Normal(mean, log_std.exp().expand_as(mean)), 1).log_prob(actions)
+
+
+def multivariate_log_prob(mean, log_std, actions):
+    scale = torch.diag_embed(log_std.exp().expand_as(mean))
+    return MultivariateNormal(mean, scale_tril=scale).log_prob(actions)
+
+
+def variance_form_log_prob(mean, log_std, actions):
+    var = torch.exp(2 * log_std)
+    return (-0.5 * (actions - mean).pow(2) / var - 0.5 * torch.log(2 * math.pi * var)).sum(-1)
+
+
+def normal_entropy(log_std):
+    return Normal(torch.zeros_like(log_std), log_std.exp()).entropy().sum(-1)
+
+
+def counted_entropy(s):
+    return s.sum(dim=-1) + s.shape[-1] * (0.5 + 0.5 * math.log(2 * math.pi))
+
+
+@pytest.mark.parametrize("answer", [solution_log_prob, normal_log_prob, independent_log_prob,
+                                    multivariate_log_prob, variance_form_log_prob],
+                         ids=lambda f: f.__name__)
+def test_right_log_probs_pass(answer, capsys):
+    assert grading.check("gaussian_log_prob", answer), capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer", [solution_entropy, normal_entropy, counted_entropy],
+                         ids=lambda f: f.__name__)
+def test_right_entropies_pass(answer, capsys):
+    assert grading.check("gaussian_entropy", answer), capsys.readouterr().out
 
 
 def test_unfinished_stub_fails_with_message(capsys):
@@ -49,3 +95,13 @@ def test_hint_names_the_sum(capsys):
                 - 0.5 * math.log(2 * math.pi))
     assert not grading.check("gaussian_log_prob", per_dim)
     assert "SUM" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_cases_include_batched_shapes_and_graph_inputs(exercise_id):
+    cases = grading.EXERCISES[exercise_id].cases()
+    first = [(c.args or tuple(c.kwargs.values()))[0] for c in cases]
+    dims = {t.dim() for t in first}
+    assert 3 in dims                                        # (T, N, D)
+    assert any(t.dim() >= 2 and t.shape[0] == 1 for t in first)   # a batch of one
+    assert any(t.requires_grad for t in first)
