@@ -1,6 +1,9 @@
-"""Lesson 07's exercises: the reference passes, every registered mistake is rejected."""
+"""Lesson 07's exercises: the references and other right answers pass, every registered
+mistake is rejected with its own hint."""
 
+import numpy as np
 import pytest
+import torch
 
 from ppo_lib import grading
 from ppo_lib.exercises import lesson07
@@ -18,8 +21,11 @@ def test_reference_passes(exercise_id):
 @pytest.mark.parametrize("exercise_id,mistake", [
     (ex_id, m) for ex_id in IDS for m in grading.EXERCISES[ex_id].mistakes()],
     ids=lambda v: getattr(v, "description", v))
-def test_mistake_rejected(exercise_id, mistake):
-    assert not grading.check(exercise_id, mistake.answer)
+def test_mistake_rejected_with_its_hint(exercise_id, mistake):
+    result = grading.check(exercise_id, mistake.answer)
+    assert not result
+    shown = (result.verdict.message + " " + result.verdict.hint).lower()
+    assert mistake.hint.lower() in shown, shown
 
 
 def stub(*args):
@@ -43,6 +49,39 @@ def test_diagnose_runs_labels_come_from_the_list():
     assert len(set(lesson07.DIAGNOSE_RUNS_ANSWER.values())) == 3
 
 
+def test_diagnose_runs_accepts_case_and_spacing():
+    def mine():  # the notebook's solution, typed with other capitals and spaces
+        return {"A": "Updates too timid", "B": " critic  broken", "C": "learning rate too HIGH"}
+    assert grading.check("diagnose_runs", mine)
+
+
 def test_should_stop_early_matches_sb3_rule():
     stop = lesson07.should_stop_early
     assert stop(0.031, 0.02) and not stop(0.03, 0.02) and not stop(1.0, None)
+
+
+def solution_07(approx_kl, target_kl):
+    """The body of solutions/07_diagnostics_and_tuning.ipynb."""
+    if target_kl is None:
+        return False
+    return bool(approx_kl > 1.5 * target_kl)
+
+
+def one_liner(kl, target):
+    return target is not None and kl > 1.5 * target
+
+
+def as_tensor(kl, target):
+    if target is None:
+        return torch.tensor(False)
+    return torch.as_tensor(kl) > 1.5 * target
+
+
+def with_numpy(approx_kl, target_kl):
+    return False if target_kl is None else np.float64(float(approx_kl)) > 1.5 * target_kl
+
+
+@pytest.mark.parametrize("answer", [solution_07, one_liner, as_tensor, with_numpy],
+                         ids=lambda f: f.__name__)
+def test_right_should_stop_early_pass(answer, capsys):
+    assert grading.check("should_stop_early", answer), capsys.readouterr().out

@@ -28,30 +28,44 @@ _RUN_HINTS = {
     "B": "look at train/explained_variance and train/value_loss: is the critic learning to "
          "predict the returns at all?",
     "C": "look at train/approx_kl (above 0.05?) and train/clip_fraction (above 0.5?): how "
-         "far does each update move the policy?",
+         "far does each update move the policy? And at the entropy: a policy that collapsed "
+         "after too-large updates cannot move any more, so its approx_kl then reads about 0",
 }
 
 
+def _label(text: Any) -> Any:
+    """A label as the learner may type it: case and extra spaces do not matter."""
+    return " ".join(text.lower().split()) if isinstance(text, str) else text
+
+
+def _run(key: Any) -> Any:
+    return key.strip().upper() if isinstance(key, str) else key
+
+
 def _is_mapping_of_runs(answer: Any) -> str | None:
+    if answer is None:
+        return "your diagnose_runs returned None: did you forget `return`?"
     if not isinstance(answer, dict):
         return f"expected a dict like {{'A': '...', 'B': '...', 'C': '...'}}, got {type(answer).__name__}"
-    if set(answer) != set(DIAGNOSE_RUNS_ANSWER):
+    runs = [_run(key) for key in answer]
+    if sorted(map(str, runs)) != sorted(DIAGNOSE_RUNS_ANSWER):
         return f"expected the keys {sorted(DIAGNOSE_RUNS_ANSWER)}, got {sorted(map(str, answer))}"
     for run, label in answer.items():
-        if label not in PROBLEMS:
+        if _label(label) not in PROBLEMS:
             return f"run {run}: {label!r} is not one of {PROBLEMS}"
     return None
 
 
 def _run_is(run: str, answer: dict) -> str | None:
-    if answer[run] != DIAGNOSE_RUNS_ANSWER[run]:
-        return f"run {run} is not '{answer[run]}'"
+    label = {_run(key): _label(value) for key, value in answer.items()}[run]
+    if label != DIAGNOSE_RUNS_ANSWER[run]:
+        return f"run {run} is not '{label}'"
     return None
 
 
 def _diagnose_runs_cases() -> list[Case]:
     cases = [Case("a dict from run name to one of PROBLEMS", verify=_is_mapping_of_runs,
-                  hint=f"answer = {{'A': ..., 'B': ..., 'C': ...}} with labels from {PROBLEMS}")]
+                  hint=f"return {{'A': ..., 'B': ..., 'C': ...}} with labels from {PROBLEMS}")]
     for run in sorted(DIAGNOSE_RUNS_ANSWER):
         cases.append(Case(f"run {run}", verify=partial(_run_is, run), hint=_RUN_HINTS[run]))
     return cases
@@ -74,16 +88,25 @@ def diagnose_runs() -> dict[str, str]:
 def _diagnose_runs_mistakes() -> list[Mistake]:
     right = DIAGNOSE_RUNS_ANSWER
     return [
-        Mistake("not answered yet", _answer(None)),
-        Mistake("a label outside the list", _answer({**right, "A": "too slow"})),
-        Mistake("a run left out", _answer({"A": right["A"], "B": right["B"]})),
+        Mistake("not answered yet", _answer(None), hint="forget `return`"),
+        Mistake("a label outside the list", _answer({**right, "A": "too slow"}),
+                hint="is not one of"),
+        Mistake("a run left out", _answer({"A": right["A"], "B": right["B"]}),
+                hint="expected the keys"),
+        Mistake("a list of labels instead of a dict", _answer(list(right.values())),
+                hint="expected a dict"),
         Mistake("timid and too-high learning rate swapped",
-                _answer({**right, "A": right["C"], "C": right["A"]})),
-        Mistake("the broken critic called healthy", _answer({**right, "B": "healthy"})),
+                _answer({**right, "A": right["C"], "C": right["A"]}),
+                hint="approx_kl above 0.001"),
+        Mistake("the broken critic called healthy", _answer({**right, "B": "healthy"}),
+                hint="explained_variance"),
         Mistake("the broken critic taken for a too-high learning rate",
-                _answer({**right, "B": "learning rate too high"})),
+                _answer({**right, "B": "learning rate too high"}), hint="explained_variance"),
+        Mistake("the collapsed run C taken for a timid one (its approx_kl reads 0)",
+                _answer({**right, "C": "updates too timid"}), hint="above 0.05?"),
         Mistake("everything blamed on the learning rate",
-                _answer({run: "learning rate too high" for run in right})),
+                _answer({run: "learning rate too high" for run in right}),
+                hint="approx_kl above 0.001"),
     ]
 
 
@@ -109,33 +132,52 @@ def should_stop_early(approx_kl: float, target_kl: float | None) -> bool:
 def _should_stop_early_cases() -> list[Case]:
     return [
         Case("small KL: go on", args=(0.005, 0.02), expected=False,
-             hint="approx_kl is well below target_kl: keep updating"),
+             hint="approx_kl is well below target_kl: keep updating. approx_kl arrives as a "
+                  "Python float here (a 0-d tensor elsewhere): compare it as a number"),
         Case("large KL: stop", args=(0.08, 0.02), expected=True,
              hint="approx_kl = 0.08 is 4 x target_kl: stop the update"),
         Case("between target_kl and 1.5 * target_kl: go on", args=(0.025, 0.02),
              expected=False,
              hint="the threshold is 1.5 * target_kl, not target_kl itself (SB3's rule)"),
         Case("just above 1.5 * target_kl: stop", args=(0.0301, 0.02), expected=True,
-             hint="0.0301 > 1.5 * 0.02 = 0.03: stop"),
+             hint="0.0301 > 1.5 * 0.02 = 0.03: stop (the factor is 1.5, times target_kl)"),
         Case("exactly 1.5 * target_kl: go on", args=(1.5 * 0.02, 0.02), expected=False,
              hint="stop only when approx_kl is strictly greater than 1.5 * target_kl"),
         Case("target_kl = None: never stop", args=(0.5, None), expected=False,
              hint="target_kl=None switches early stopping off: return False"),
+        Case("another target_kl", args=(0.016, 0.01), expected=True,
+             hint="use the target_kl argument: 0.016 > 1.5 * 0.01"),
         Case("approx_kl as a 0-d tensor", args=(torch.tensor(0.08), 0.02),
              expected=True, hint="approx_kl may arrive as a 0-d tensor; compare it as a number"),
+        Case("a 0-d tensor below the threshold", args=(torch.tensor(0.02), 0.02),
+             expected=False, hint="approx_kl may arrive as a 0-d tensor; compare it as a number"),
     ]
 
 
 def _should_stop_early_mistakes() -> list[Mistake]:
     return [
         Mistake("threshold at target_kl", lambda approx_kl, target_kl:
-                target_kl is not None and approx_kl > target_kl),
+                target_kl is not None and approx_kl > target_kl, hint="not target_kl itself"),
         Mistake(">= instead of >", lambda approx_kl, target_kl:
-                target_kl is not None and approx_kl >= 1.5 * target_kl),
-        Mistake("None not handled", lambda approx_kl, target_kl: approx_kl > 1.5 * target_kl),
+                target_kl is not None and approx_kl >= 1.5 * target_kl,
+                hint="strictly greater"),
+        Mistake("None not handled", lambda approx_kl, target_kl: approx_kl > 1.5 * target_kl,
+                hint="None switches early stopping off"),
+        Mistake("None taken as 'always stop'", lambda approx_kl, target_kl:
+                target_kl is None or approx_kl > 1.5 * target_kl,
+                hint="None switches early stopping off"),
         Mistake("comparison reversed", lambda approx_kl, target_kl:
-                target_kl is not None and approx_kl < 1.5 * target_kl),
-        Mistake("never stops", lambda approx_kl, target_kl: False),
+                target_kl is not None and approx_kl < 1.5 * target_kl, hint="keep updating"),
+        Mistake("never stops", lambda approx_kl, target_kl: False, hint="stop the update"),
+        Mistake("factor 2 instead of 1.5", lambda approx_kl, target_kl:
+                target_kl is not None and approx_kl > 2 * target_kl,
+                hint="the factor is 1.5"),
+        Mistake("target_kl fixed at 0.02", lambda approx_kl, target_kl:
+                target_kl is not None and approx_kl > 1.5 * 0.02,
+                hint="use the target_kl argument"),
+        Mistake("approx_kl.item() on a Python float", lambda approx_kl, target_kl:
+                target_kl is not None and approx_kl.item() > 1.5 * target_kl,
+                hint="Python float"),
     ]
 
 
