@@ -27,6 +27,13 @@ dispatch and autograd bookkeeping than in arithmetic. Two faster paths give the 
    then the gradient is clipped to norm max_grad_norm and Adam steps, both on one flat
    buffer that holds every parameter (the parameters, their .grad and Adam's state are
    views into it, so state_dict, save and load see ordinary tensors).
+
+   Every parameter's slice starts at a 64-byte boundary (``ALIGN`` floats), whatever address
+   the allocator returns. The CPU matrix kernels round differently when an operand or output
+   starts off such a boundary (a (B, 64) x (64, 1) value head at a 4-byte offset: another
+   last bit of V(s) on an AMD EPYC), so views at odd offsets would train differently from the
+   separate tensors of a fresh or reloaded model: a save / load / learn resume would not
+   equal the run without the pause (tests/test_save_load.py, tests/test_fused.py).
 """
 
 from __future__ import annotations
@@ -157,6 +164,32 @@ def categorical_ppo_loss(logits: Tensor, values: Tensor, actions: Tensor, old_lo
 
 
 # --- 2. the whole gradient step ---------------------------------------------------------
+ALIGN = 16  # floats (64 bytes, a cache line and an AVX-512 register): each slice's start
+
+
+def _raw_buffer(numel: int) -> Tensor:
+    """A zeroed float32 buffer; the tests replace it to place buffers at odd addresses."""
+    return torch.zeros(numel)
+
+
+def _aligned_zeros(numel: int) -> Tensor:
+    """``numel`` zeros starting at a 64-byte boundary, wherever ``_raw_buffer`` puts its
+    memory (torch's allocator aligns to 64 bytes today; this does not rely on it)."""
+    raw = _raw_buffer(numel + ALIGN)
+    shift = (-raw.data_ptr() % (4 * ALIGN)) // raw.element_size()
+    return raw[shift:shift + numel]
+
+
+def _layout(sizes: list[int]) -> tuple[list[int], int]:
+    """Offsets of slices of these sizes, each rounded up to ALIGN elements -> (offsets,
+    total). The padding holds zeros (no gradient, no Adam update: they stay 0)."""
+    offsets, total = [], 0
+    for size in sizes:
+        offsets.append(total)
+        total += -(-size // ALIGN) * ALIGN
+    return offsets, total
+
+
 def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
     return torch.ops.aten.threshold_backward(grad, out, 0)
 
@@ -238,17 +271,20 @@ class MlpGradientStep:
         if self._flat is not None and self._is_bound():
             return True
         params, state = self.params, self.optimizer.state
-        sizes = [p.numel() for p in params]
-
-        def flat(tensors):
-            return torch.cat([t.detach().reshape(-1) for t in tensors])
+        offsets, total = _layout([p.numel() for p in params])
 
         def views(buffer):
-            return [v.view_as(p) for v, p in zip(buffer.split(sizes), params)]
+            return [buffer[o:o + p.numel()].view_as(p) for o, p in zip(offsets, params)]
+
+        def flat(tensors):  # a fresh aligned buffer holding copies of ``tensors``
+            buffer = _aligned_zeros(total)
+            for view, t in zip(views(buffer), tensors):
+                view.copy_(t.detach())
+            return buffer
 
         with torch.no_grad():
             self._flat = flat(params)
-            self._grad = torch.zeros_like(self._flat)
+            self._grad = _aligned_zeros(total)
             started = all(p in state and "exp_avg" in state[p] for p in params)
             if started:
                 self._steps = torch.stack([state[p]["step"].float() for p in params])
@@ -259,8 +295,8 @@ class MlpGradientStep:
                 self._exp_avg_sq = flat([state[p]["exp_avg_sq"] for p in params])
             else:
                 self._steps = torch.zeros(len(params))
-                self._exp_avg = torch.zeros_like(self._flat)
-                self._exp_avg_sq = torch.zeros_like(self._flat)
+                self._exp_avg = _aligned_zeros(total)
+                self._exp_avg_sq = _aligned_zeros(total)
             # one step count per parameter, as torch keeps them, advanced by one add_
             steps = list(self._steps.unbind())
             for p, value, grad, avg, avg_sq, step in zip(

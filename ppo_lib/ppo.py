@@ -43,7 +43,7 @@ from .losses import ppo_loss_terms
 from .policies import (CategoricalActorCritic, GaussianActorCritic, clip_actions,
                        policy_class_for)
 from .returns import gae
-from .rollout import Rollout, collect_rollout, compute_advantages, minibatches
+from .rollout import Rollout, collect_rollout, compute_advantages, minibatches, obs_tensor
 from .schedules import as_schedule, schedule_from_dict, schedule_to_dict
 
 FILE_FORMAT = "ppo_lib.PPO"
@@ -192,6 +192,9 @@ class PPO:
             from tqdm.auto import tqdm
             self._progress_bar = tqdm(total=total_timesteps, initial=self.num_timesteps,
                                       unit="steps")
+        # Bind the written-out step's flat buffers now, not at the first update: every rollout
+        # of a run, fresh or resumed after PPO.load, then reads the same parameter tensors.
+        self._fast_gradient_step()
         start_time, start_steps = time.perf_counter(), self.num_timesteps
         self._callback.on_training_start()
         try:
@@ -399,7 +402,7 @@ class PPO:
         if self.normalizer is not None:
             obs = self.normalizer.obs(obs)
         with torch.no_grad():
-            actions = self.policy(torch.as_tensor(obs), deterministic=deterministic)[0]
+            actions = self.policy(obs_tensor(obs), deterministic=deterministic)[0]
         actions = clip_actions(actions.numpy(), self.action_space)
         return (actions[0] if single else actions), None
 

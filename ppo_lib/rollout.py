@@ -61,6 +61,16 @@ class Rollout:
         return self.rewards.shape[0]
 
 
+def obs_tensor(obs: np.ndarray) -> Tensor:
+    """A copy of ``obs`` in torch's own memory (starting at a 64-byte boundary).
+
+    ``torch.as_tensor`` would share numpy's buffer, which can start anywhere (a slice of a
+    larger array); the CPU matrix kernels round by the address of their operands (a (2, 4)
+    batch 4 bytes off: other last bits), so the same observations would give other actions.
+    """
+    return torch.from_numpy(np.ascontiguousarray(obs)).clone()
+
+
 def collect_rollout(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
                     last_obs: np.ndarray, gamma: float, normalizer: Normalizer | None = None,
                     on_step: Callable[[], bool] | None = None) -> tuple[np.ndarray, bool]:
@@ -73,7 +83,7 @@ def collect_rollout(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
     action_space = env.action_space
     with torch.no_grad():
         for t in range(rollout.n_steps):
-            obs = torch.as_tensor(last_obs)
+            obs = obs_tensor(last_obs)
             actions, values, log_probs = policy(obs)
             env_actions = clip_actions(actions.numpy(), action_space)  # the notes' error 9
             next_obs, rewards, terminated, truncated, infos = env.step(env_actions)
@@ -86,7 +96,7 @@ def collect_rollout(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
                 final_obs = infos["final_obs"][timeouts]
                 if normalizer is not None:
                     final_obs = normalizer.obs(final_obs)
-                final_values = policy.predict_values(torch.as_tensor(final_obs)).numpy()
+                final_values = policy.predict_values(obs_tensor(final_obs)).numpy()
                 rewards = rewards.astype(np.float32, copy=True)
                 rewards[timeouts] += gamma * final_values
 
@@ -99,7 +109,7 @@ def collect_rollout(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
             last_obs = next_obs
             if on_step is not None and on_step() is False:
                 return last_obs, False
-        rollout.last_values[:] = policy.predict_values(torch.as_tensor(last_obs))
+        rollout.last_values[:] = policy.predict_values(obs_tensor(last_obs))
     return last_obs, True
 
 

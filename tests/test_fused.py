@@ -235,3 +235,34 @@ def test_divergence_on_the_written_out_path_stops_with_clear_error():
     with pytest.raises(FloatingPointError, match="NaN or inf in parameters.*too high"):
         model.learn(2000)
     assert model._mlp_step._is_bound()  # the error came from the written-out path
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
+def test_training_does_not_depend_on_where_the_buffers_sit(monkeypatch, env):
+    """Every parameter's slice of the flat buffers starts at a 64-byte boundary, wherever
+    the memory comes from: buffers placed 4, 8, ..., 60 bytes off a boundary train bit for
+    bit as the allocator's own (the matrix kernels round by their operands' addresses)."""
+    from ppo_lib import fused
+
+    reference = _train(True, env=env, updates=3)
+    for floats in (1, 2, 3, 4, 5, 8, 13, 15):
+        monkeypatch.setattr(fused, "_raw_buffer",
+                            lambda numel, k=floats: torch.zeros(numel + k)[k:])
+        model = _train(True, env=env, updates=3)
+        step = model._mlp_step
+        assert step._flat.data_ptr() % 64 == 0, floats
+        for buffer in (step._flat, step._grad, step._exp_avg, step._exp_avg_sq):
+            assert buffer.storage_offset() == fused.ALIGN  # k floats in, moved 16 - k on
+        for p in model.policy.parameters():
+            assert p.data_ptr() % 64 == p.grad.data_ptr() % 64 == 0
+            state = model.optimizer.state[p]
+            assert state["exp_avg"].data_ptr() % 64 == state["exp_avg_sq"].data_ptr() % 64 == 0
+        _assert_same_training(model, reference, rtol=0, atol=0)
+
+
+def test_flat_layout_pads_each_parameter_to_a_boundary():
+    from ppo_lib.fused import ALIGN, _layout
+
+    assert _layout([1, 192, 64, 16, 17]) == ([0, 16, 208, 272, 288], 320)
+    assert _layout([]) == ([], 0)
+    assert ALIGN * 4 == 64

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ppo_lib import ppo as ppo_module
+from ppo_lib.callbacks import BaseCallback
 from ppo_lib.ppo import PPO
 from ppo_lib.schedules import linear_schedule
 
@@ -36,8 +37,11 @@ def test_file_is_plain_data_and_predict_identical(tmp_path):
 @pytest.mark.parametrize("env_id, extra", [
     ("CartPole-v1", dict(learning_rate=linear_schedule(1e-3), clip_range=linear_schedule(0.2))),
     ("Pendulum-v1", dict(normalize_obs=True, normalize_reward=True)),
+    ("InvertedPendulum-v5", dict(normalize_obs=True, normalize_reward=True)),
 ])
 def test_save_load_continue_equals_uninterrupted(tmp_path, env_id, extra):
+    """With the written-out gradient step (the default): its flat buffers are rebuilt after
+    the load, and must hold every parameter where the uninterrupted run holds it."""
     def make():
         return PPO("MlpPolicy", env_id, n_envs=2, seed=5, **SMALL, **extra)
     straight = make().learn(128)
@@ -48,8 +52,39 @@ def test_save_load_continue_equals_uninterrupted(tmp_path, env_id, extra):
     resumed = PPO.load(tmp_path / "half.pt")
     resumed.learn(128, reset_num_timesteps=False)
     assert resumed.num_timesteps == straight.num_timesteps == 256
+    for model in (straight, resumed):
+        assert model.fast_loss and model._mlp_step is not None and model._mlp_step._is_bound()
     assert_same(params(resumed), params(straight))
     assert resumed.logger.rows[-1]["train/loss"] == straight.logger.rows[-1]["train/loss"]
+    for key in ("train/loss", "train/value_loss", "train/approx_kl", "rollout/ep_rew_mean"):
+        np.testing.assert_array_equal(resumed.logger.get(key), straight.logger.get(key)[2:])
+
+
+class BoundAtRolloutStart(BaseCallback):
+    """Records, at each rollout's start, whether the parameters are the flat buffers' views."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _on_rollout_start(self):
+        step = self.model._mlp_step
+        self.seen.append(step is not None and step._is_bound())
+
+    def _on_step(self):
+        return True
+
+
+def test_resumed_and_uninterrupted_runs_collect_from_the_same_tensors(tmp_path):
+    """Bound from the first rollout on, in a fresh run and after a load alike (a run that
+    bound only at its first update read its first rollout from other memory)."""
+    model = PPO("MlpPolicy", "Pendulum-v1", n_envs=2, seed=5, **SMALL)
+    fresh = BoundAtRolloutStart()
+    model.learn(128, callback=fresh)
+    model.save(tmp_path / "m.pt")
+    after_load = BoundAtRolloutStart()
+    PPO.load(tmp_path / "m.pt").learn(64, callback=after_load, reset_num_timesteps=False)
+    assert fresh.seen == [True, True] and after_load.seen == [True]
 
 
 def test_crash_mid_save_keeps_old_file(tmp_path, monkeypatch):
