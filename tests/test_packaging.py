@@ -53,7 +53,9 @@ def installed(tmp_path_factory):
     shutil.copytree(ROOT / "ppo_lib", src / "ppo_lib",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env["PIP_NO_INDEX"] = "1"  # nothing to download: the build uses the venv's setuptools
+    # nothing to download: the build uses the venv's setuptools (>= 77, which torch 2.13
+    # requires, builds wheels without the `wheel` package)
+    env["PIP_NO_INDEX"] = "1"
     wheels = tmp / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
           "--disable-pip-version-check", "-w", str(wheels), str(src)], env=env, cwd=tmp)
