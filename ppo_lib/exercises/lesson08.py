@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -11,63 +14,257 @@ from ..grading import Case, Exercise, Mistake, register
 from ..sb3_compat import FIXES, read_sb3_log, to_sb3_kwargs
 
 # ---------------------------------------------------------------------------------------
-# to_sb3_kwargs
+# to_sb3_kwargs: graded on what the answer MEANS to SB3, not on the dict as written. Both
+# the answer and the reference are turned into the configuration SB3's PPO would run with:
+# SB3's defaults (from the signatures of PPO and ActorCriticPolicy) filled in for absent
+# keys, schedules as their values over progress_remaining, net_arch as dict(pi=, vf=). So
+# leaving out a key whose value is SB3's default (target_kl=None) is right, and losing
+# activation_fn or ortho_init from policy_kwargs is wrong.
+
+PROGRESS = (1.0, 0.75, 0.5, 0.25, 0.0)  # progress_remaining values a schedule is read at
+SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
+_OLD_FORMAT = "the SB3 < 1.8 format"
+
+_UNKNOWN_KEY_HINTS = {
+    "n_envs": "SB3 takes n_envs in make_vec_env('CartPole-v1', n_envs=8), not in PPO: "
+              "PPO(..., n_envs=8) raises TypeError. Leave it out",
+    "normalize_obs": "SB3 normalises with the VecNormalize wrapper on the vector env, not a "
+                     "PPO argument: leave normalize_obs / normalize_reward out",
+    "normalize_reward": "SB3 normalises with the VecNormalize wrapper on the vector env, not "
+                        "a PPO argument: leave normalize_obs / normalize_reward out",
+    "advantage_fn": "SB3's PPO has no advantage_fn / loss_fn hooks: leave them out when they "
+                    "are None",
+    "loss_fn": "SB3's PPO has no advantage_fn / loss_fn hooks: leave them out when they are "
+               "None",
+}
+
+
+def _sb3_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(PPO's keyword defaults, ActorCriticPolicy's keyword defaults) from their signatures."""
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    def defaults(fn, skip):
+        return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+                if name not in skip and p.default is not inspect.Parameter.empty}
+    return (defaults(SB3PPO.__init__, {"self", "env", "_init_setup_model"}),
+            defaults(ActorCriticPolicy.__init__, {"self", "observation_space",
+                                                  "action_space", "lr_schedule"}))
+
+
+def _schedule(value: Any) -> Any:
+    """A float or a schedule as what SB3 reads from it (get_schedule_fn)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if callable(value):
+        try:
+            return ("schedule", tuple(float(value(p)) for p in PROGRESS))
+        except Exception as exc:
+            return ("broken schedule", f"{type(exc).__name__}: {exc}")
+    if isinstance(value, (int, float)):
+        return ("schedule", tuple(float(value) for _ in PROGRESS))
+    return value
+
+
+def _net_arch(net_arch: Any) -> Any:
+    if net_arch is None:
+        return {"pi": [64, 64], "vf": [64, 64]}
+    if isinstance(net_arch, (list, tuple)) and net_arch and isinstance(net_arch[0], Mapping):
+        return (_OLD_FORMAT, _net_arch(net_arch[0]))
+    if isinstance(net_arch, Mapping):
+        return {key: list(net_arch.get(key, [])) for key in ("pi", "vf")} if \
+            set(net_arch) <= {"pi", "vf"} else dict(net_arch)
+    if isinstance(net_arch, (list, tuple)):
+        return {"pi": list(net_arch), "vf": list(net_arch)}
+    return net_arch
+
+
+def sb3_effect(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration SB3's ``PPO(policy, venv, **kwargs)`` runs with (defaults filled in,
+    schedules as values, net_arch as dict(pi=, vf=)). Keys SB3's PPO does not take are kept
+    as they are (the check names them)."""
+    ppo_defaults, policy_defaults = _sb3_defaults()
+    effect = dict(ppo_defaults, **kwargs)
+    for name in SCHEDULES:
+        effect[name] = _schedule(effect[name])
+    policy_kwargs = effect.get("policy_kwargs")
+    if isinstance(policy_kwargs, Mapping) or policy_kwargs is None:
+        policy = dict(policy_defaults, **(policy_kwargs or {}))
+        policy["net_arch"] = _net_arch(policy["net_arch"])
+        for key in ("features_extractor_kwargs", "optimizer_kwargs"):
+            policy[key] = policy[key] or {}
+        effect["policy_kwargs"] = policy
+    return effect
+
+
+def _name(value: Any) -> str:
+    if isinstance(value, type):
+        return value.__name__
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "schedule":
+        values = value[1]
+        if len(set(values)) == 1:
+            return f"the constant {values[0]:g}"
+        return "the schedule " + ", ".join(f"{v:g}" for v in values) + \
+            f" at progress_remaining {', '.join(map(str, PROGRESS))}"
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == _OLD_FORMAT:
+        return f"{_OLD_FORMAT} [dict(pi=..., vf=...)]"
+    return repr(value)
+
+
+def _same_value(got: Any, want: Any) -> bool:
+    if isinstance(want, bool) or isinstance(got, bool):
+        return type(got) is type(want) and got == want
+    if isinstance(want, int) and not isinstance(want, bool):
+        return isinstance(got, int) and got == want
+    if isinstance(want, float):
+        return isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-9,
+                                                              abs_tol=1e-12)
+    if isinstance(want, tuple) and want and want[0] == "schedule":
+        return (isinstance(got, tuple) and len(got) == 2 and got[0] == "schedule" and
+                all(math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-12)
+                    for g, w in zip(got[1], want[1])))
+    if isinstance(want, Mapping):
+        return isinstance(got, Mapping) and set(got) == set(want) and \
+            all(_same_value(got[k], want[k]) for k in want)
+    if isinstance(want, (list, tuple)):
+        return isinstance(got, (list, tuple)) and len(got) == len(want) and \
+            all(_same_value(g, w) for g, w in zip(got, want))
+    try:
+        return bool(got == want)
+    except Exception:
+        return False
+
+
+def _difference(got: dict[str, Any], want: dict[str, Any], config: Mapping[str, Any],
+                ppo_defaults: Mapping[str, Any], output_keys: Mapping[str, Any]) -> str | None:
+    for key in want:
+        if key == "policy_kwargs" and config.get(key) and not output_keys.get(key):
+            return ("you left out policy_kwargs: SB3 would build its default network "
+                    "(net_arch 64-64 for pi and vf, Tanh) instead of the configuration's")
+        if key == "policy_kwargs" and isinstance(got.get(key), Mapping):
+            g, w = got[key], want[key]
+            for sub in w:
+                if sub == "net_arch" and isinstance(g.get(sub), tuple) and \
+                        g[sub][:1] == (_OLD_FORMAT,):
+                    return ("policy_kwargs['net_arch'] is in the SB3 < 1.8 format "
+                            "[dict(pi=..., vf=...)] (SB3 2.x warns and takes its first "
+                            "element): write net_arch=dict(pi=[...], vf=[...])")
+                if not _same_value(g.get(sub), w[sub]):
+                    given = (config.get("policy_kwargs") or {})
+                    if sub != "net_arch" and sub in given:
+                        return (f"policy_kwargs[{sub!r}]: SB3 would use {_name(g.get(sub))} "
+                                f"(its default), the configuration asks for {_name(w[sub])}: "
+                                "keep every entry of policy_kwargs (activation_fn, ortho_init, "
+                                "...), not only net_arch")
+                    return (f"policy_kwargs[{sub!r}]: SB3 would build {_name(g.get(sub))}, "
+                            f"the configuration asks for {_name(w[sub])}")
+            continue
+        if not _same_value(got.get(key), want[key]):
+            if key in SCHEDULES and isinstance(config.get(key), Callable) and \
+                    isinstance(got.get(key), tuple) and len(set(got[key][1])) == 1:
+                return (f"{key}: SB3 would use {_name(got[key])}, but the configuration's "
+                        f"{key} is a schedule (a function of progress_remaining): pass the "
+                        "function itself, don't call it")
+            if key in config and key in ppo_defaults and _same_value(got.get(key),
+                                                                     ppo_defaults[key]):
+                return (f"{key}: SB3 would use its default {_name(got.get(key))}, the "
+                        f"configuration says {_name(want[key])}: copy every setting; only a "
+                        "value equal to SB3's default may be left out (0 and False are "
+                        "settings too)")
+            return f"{key}: SB3 would use {_name(got.get(key))}, expected {_name(want[key])}"
+    return None
+
+
+def _same_sb3_model(config: Mapping[str, Any], output: Any) -> str | None:
+    """None when SB3's PPO(**output) runs with the configuration that the reference's
+    kwargs give; else what differs, in words."""
+    if output is None:
+        return "your function returned None: did you forget `return`?"
+    if not isinstance(output, Mapping):
+        return f"expected a dict of SB3 PPO keyword arguments, got {type(output).__name__}"
+    ppo_defaults, _ = _sb3_defaults()
+    if "env" in output:
+        return ("the env is not a keyword argument here: SB3 builds the vector env with "
+                "make_vec_env(env_id, n_envs=...) and takes it as PPO(policy, venv, "
+                "**kwargs). Leave env out")
+    for key in output:
+        if key not in ppo_defaults and key != "policy":
+            return (f"SB3's PPO has no argument {key!r} (PPO(..., {key}=...) raises "
+                    f"TypeError): " + _UNKNOWN_KEY_HINTS.get(key, "leave it out"))
+    want = sb3_effect(to_sb3_kwargs(config))
+    got = sb3_effect(output)
+    return _difference(got, want, config, ppo_defaults, output)
 
 
 def _halving(progress_remaining: float) -> float:
     return 3e-4 * progress_remaining
 
 
-def _unchanged(config: dict[str, Any], before: dict[str, Any], output: Any) -> str | None:
-    """``config`` must still equal ``before`` (its copy made before the call)."""
-    if config != before:
-        return "your function changed the config it was given; build a new dict instead"
-    want = to_sb3_kwargs(before)
-    return None if output == want else f"expected {want!r}, got {output!r}"
+def _clip_schedule(progress_remaining: float) -> float:
+    return 0.1 + 0.1 * progress_remaining
+
+
+def _to_sb3_case(name: str, config: dict[str, Any], hint: str) -> Case:
+    return Case(name, args=(config,), hint=hint, verify=partial(_same_sb3_model, config))
 
 
 def _to_sb3_kwargs_cases() -> list[Case]:
-    same = dict(learning_rate=3e-4, n_steps=128, batch_size=64, n_epochs=4, gamma=0.99,
-                gae_lambda=0.95, clip_range=0.2, ent_coef=0.0, vf_coef=0.5,
-                max_grad_norm=0.5, target_kl=None, seed=0)
-    mutable = dict(same, n_envs=8, normalize_obs=True)
+    same = dict(policy="MlpPolicy", learning_rate=3e-4, n_steps=128, batch_size=64,
+                n_epochs=4, gamma=0.98, gae_lambda=0.9, clip_range=0.2, clip_range_vf=None,
+                ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, target_kl=None, seed=1)
     return [
-        Case("SB3 spells these the same", args=(same,),
-             hint="learning_rate, n_steps, ... have the same names in SB3: copy them"),
-        Case("n_envs is not a PPO argument in SB3", args=(dict(same, n_envs=8),),
-             hint="SB3 takes n_envs in make_vec_env('CartPole-v1', n_envs=8), not in PPO: "
-                  "PPO(..., n_envs=8) raises TypeError. Leave it out"),
-        Case("normalisation lives on the vector env",
-             args=(dict(same, normalize_obs=True, normalize_reward=True),),
-             hint="SB3 normalises with the VecNormalize wrapper, not a PPO argument: leave "
-                  "normalize_obs / normalize_reward out"),
-        Case("the lesson-05 hooks", args=(dict(same, advantage_fn=None, loss_fn=None),),
-             hint="SB3's PPO has no advantage_fn / loss_fn: leave them out when they are None"),
-        Case("schedules stay functions", args=(dict(learning_rate=_halving, clip_range=0.2),),
-             hint="SB3 takes a function of progress_remaining as is: pass the same function"),
-        Case("separate pi and vf networks",
-             args=(dict(policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]),
-                                           activation_fn=nn.Tanh)),),
-             hint="SB3 2.x takes net_arch=dict(pi=[...], vf=[...]) as is"),
-        Case("the notes' net_arch=[dict(pi=..., vf=...)]",
-             args=(dict(policy_kwargs=dict(net_arch=[dict(pi=[256, 256], vf=[256, 256])])),),
-             hint="[dict(pi=..., vf=...)] is the SB3 < 1.8 format (SB3 2.x warns and takes "
-                  "its first element): write net_arch=dict(pi=[...], vf=[...])"),
-        Case("the config is not modified", args=(mutable,),
-             verify=partial(_unchanged, mutable, dict(mutable)),
-             hint="don't pop or delete keys from the config you were given; build a new dict"),
+        _to_sb3_case("SB3 spells these the same", same,
+                     hint="learning_rate, n_steps, ... have the same names in SB3: copy them "
+                          "as they are"),
+        _to_sb3_case("zero and False are settings too",
+                     dict(same, seed=0, normalize_advantage=False, ent_coef=0.0, verbose=0),
+                     hint="seed=0 and normalize_advantage=False differ from SB3's defaults "
+                          "(None, True): keep them (test `is None`, not truthiness)"),
+        _to_sb3_case("n_envs is not a PPO argument in SB3", dict(same, n_envs=8),
+                     hint="SB3 takes n_envs in make_vec_env('CartPole-v1', n_envs=8), not in "
+                          "PPO: leave it out"),
+        _to_sb3_case("the env is built apart", dict(same, env="CartPole-v1", n_envs=4),
+                     hint="env and n_envs go to make_vec_env, not to PPO's keyword arguments"),
+        _to_sb3_case("normalisation lives on the vector env",
+                     dict(same, normalize_obs=True, normalize_reward=True),
+                     hint="SB3 normalises with the VecNormalize wrapper, not a PPO argument: "
+                          "leave normalize_obs / normalize_reward out"),
+        _to_sb3_case("the lesson-05 hooks", dict(same, advantage_fn=None, loss_fn=None),
+                     hint="SB3's PPO has no advantage_fn / loss_fn: leave them out when they "
+                          "are None"),
+        _to_sb3_case("schedules stay functions",
+                     dict(learning_rate=_halving, clip_range=_clip_schedule, n_steps=256),
+                     hint="SB3 takes a function of progress_remaining as is: pass the same "
+                          "function, don't call it"),
+        _to_sb3_case("separate pi and vf networks, ReLU, no orthogonal init",
+                     dict(same, policy_kwargs=dict(net_arch=dict(pi=[128, 64], vf=[256]),
+                                                   activation_fn=nn.ReLU, ortho_init=False)),
+                     hint="SB3 2.x takes policy_kwargs as is, net_arch=dict(pi=[...], "
+                          "vf=[...]) included: copy every entry, not only net_arch"),
+        _to_sb3_case("the notes' net_arch=[dict(pi=..., vf=...)]",
+                     dict(same, policy_kwargs=dict(net_arch=[dict(pi=[256, 256],
+                                                                  vf=[128, 128])],
+                                                   activation_fn=nn.ReLU)),
+                     hint="[dict(pi=..., vf=...)] is the SB3 < 1.8 format (SB3 2.x warns and "
+                          "takes its first element): write net_arch=dict(pi=[...], vf=[...]) "
+                          "in a new policy_kwargs dict, leaving the caller's as it was"),
+        _to_sb3_case("net_arch as one list of sizes, log_std_init",
+                     dict(same, policy_kwargs=dict(net_arch=[32, 32], log_std_init=-0.5)),
+                     hint="a list of sizes is SB3 2.x's format too (the same layers for pi and "
+                          "vf): keep it, and keep the other entries of policy_kwargs"),
     ]
 
 
 def _pop_env_keys(config):
-    for key in ("n_envs", "normalize_obs", "normalize_reward", "advantage_fn", "loss_fn"):
+    for key in ("env", "n_envs", "normalize_obs", "normalize_reward", "advantage_fn",
+                "loss_fn"):
         config.pop(key, None)
     return config
 
 
 def _keeps_old_net_arch(config):
     return {k: v for k, v in config.items()
-            if k not in ("n_envs", "normalize_obs", "normalize_reward", "advantage_fn",
+            if k not in ("env", "n_envs", "normalize_obs", "normalize_reward", "advantage_fn",
                          "loss_fn")}
 
 
@@ -83,20 +280,73 @@ def _wraps_net_arch_in_list(config):
     return out
 
 
+def _net_arch_only(config):
+    """policy_kwargs rebuilt from net_arch alone (activation_fn, ortho_init lost)."""
+    out = to_sb3_kwargs(config)
+    if out.get("policy_kwargs"):
+        out["policy_kwargs"] = {"net_arch": out["policy_kwargs"].get("net_arch")}
+    return out
+
+
+def _converts_in_place(config):
+    """A shallow copy, then the caller's nested policy_kwargs changed."""
+    out = _keeps_old_net_arch(dict(config))
+    policy_kwargs = out.get("policy_kwargs")
+    if policy_kwargs and isinstance(policy_kwargs.get("net_arch"), list) and \
+            policy_kwargs["net_arch"] and isinstance(policy_kwargs["net_arch"][0], dict):
+        policy_kwargs["net_arch"] = policy_kwargs["net_arch"][0]
+    return out
+
+
+def _drops_falsy(config):
+    return {k: v for k, v in to_sb3_kwargs(config).items() if v}
+
+
+def _pi_for_both(config):
+    out = to_sb3_kwargs(config)
+    net_arch = (out.get("policy_kwargs") or {}).get("net_arch")
+    if isinstance(net_arch, dict):
+        out["policy_kwargs"] = dict(out["policy_kwargs"], net_arch=list(net_arch["pi"]))
+    return out
+
+
 def _to_sb3_kwargs_mistakes() -> list[Mistake]:
     return [
-        Mistake("copies everything, n_envs included", lambda config: dict(config)),
+        Mistake("copies everything, n_envs included", lambda config: dict(config),
+                hint="make_vec_env"),
         Mistake("keeps n_envs, drops the rest of the env keys",
                 lambda config: {k: v for k, v in config.items()
                                 if k not in ("normalize_obs", "normalize_reward",
-                                             "advantage_fn", "loss_fn")}),
-        Mistake("pops the env keys from the caller's config", _pop_env_keys),
-        Mistake("keeps the notes' old net_arch format", _keeps_old_net_arch),
-        Mistake("drops policy_kwargs", _drops_policy_kwargs),
-        Mistake("writes net_arch in the old list format", _wraps_net_arch_in_list),
+                                             "advantage_fn", "loss_fn")},
+                hint="make_vec_env"),
+        Mistake("keeps env", lambda config: dict(to_sb3_kwargs(config), **(
+            {"env": config["env"]} if "env" in config else {})), hint="leave env out"),
+        Mistake("keeps normalize_obs / normalize_reward", lambda config: dict(
+            to_sb3_kwargs(config), **{k: config[k] for k in ("normalize_obs",
+                                                             "normalize_reward")
+                                      if k in config}), hint="VecNormalize"),
+        Mistake("keeps advantage_fn / loss_fn = None", lambda config: dict(
+            to_sb3_kwargs(config), **{k: config[k] for k in ("advantage_fn", "loss_fn")
+                                      if k in config}), hint="no advantage_fn / loss_fn"),
+        Mistake("pops the env keys from the caller's config", _pop_env_keys,
+                hint="copy the dict"),
+        Mistake("drops settings whose value is falsy (seed=0, normalize_advantage=False)",
+                _drops_falsy, hint="0 and False are settings too"),
+        Mistake("keeps the notes' old net_arch format", _keeps_old_net_arch,
+                hint="SB3 < 1.8"),
+        Mistake("converts net_arch inside the caller's policy_kwargs (shallow copy)",
+                _converts_in_place, hint="copy the dict"),
+        Mistake("drops policy_kwargs", _drops_policy_kwargs, hint="you left out policy_kwargs"),
+        Mistake("rebuilds policy_kwargs from net_arch alone (activation_fn, ortho_init lost)",
+                _net_arch_only, hint="not only net_arch"),
+        Mistake("the pi sizes for both networks", _pi_for_both,
+                hint="policy_kwargs['net_arch']"),
+        Mistake("writes net_arch in the old list format", _wraps_net_arch_in_list,
+                hint="SB3 < 1.8"),
         Mistake("calls the schedule instead of passing it",
                 lambda config: {k: (v(1.0) if callable(v) else v)
-                                for k, v in to_sb3_kwargs(config).items()}),
+                                for k, v in to_sb3_kwargs(config).items()},
+                hint="don't call it"),
     ]
 
 
@@ -115,26 +365,48 @@ def _log(approx_kl: float, clip_fraction: float, explained_variance: float,
          entropy: float = 0.6) -> list[dict[str, float]]:
     """A small SB3-like log: the first row has no train/ values (SB3 dumps before the first
     update); later rows wobble a little around the given metrics."""
+    return _log_from([(approx_kl, clip_fraction, explained_variance)] * (n_rows - 1),
+                     ep_rew_mean=ep_rew_mean, entropy=entropy)
+
+
+def _log_from(metrics: list[tuple[float, float, float]], ep_rew_mean: float = 40.0,
+              entropy: float = 0.6) -> list[dict[str, float]]:
+    """An SB3-like log with one row per update given as (approx_kl, clip_fraction,
+    explained_variance), after SB3's first row without train/ values; each row wobbles by
+    +-10% (alternately), as real metrics do."""
     rows = [{"rollout/ep_rew_mean": 20.0, "time/total_timesteps": 2048.0}]
-    for i in range(1, n_rows):
+    for i, (kl, clip, ev) in enumerate(metrics, start=1):
         wobble = 1.0 + 0.1 * ((-1) ** i)
         rows.append({
             "rollout/ep_rew_mean": ep_rew_mean, "time/total_timesteps": 2048.0 * (i + 1),
-            "train/approx_kl": approx_kl * wobble,
-            "train/clip_fraction": min(1.0, clip_fraction * wobble),
-            "train/explained_variance": explained_variance * wobble,
-            "train/value_loss": 20.0, "train/entropy_loss": -entropy,
+            "train/approx_kl": kl * wobble,
+            "train/clip_fraction": min(1.0, clip * wobble),
+            "train/explained_variance": ev * wobble,
+            "train/value_loss": 20.0, "train/entropy_loss": -entropy * wobble,
         })
     return rows
 
 
+HEALTHY = (0.01, 0.1, 0.8)
+
+
 def _read_sb3_log_cases() -> list[Case]:
+    noisy_kl = _log_from([HEALTHY] * 9 + [(0.1, 0.2, 0.8)], ep_rew_mean=200.0)
+    noisy_ev = _log_from([HEALTHY] * 9 + [(0.0002, 0.1, -0.6)], ep_rew_mean=200.0)
+    early_trouble = _log_from([(0.2, 0.7, -0.3)] * 8 + [HEALTHY] * 10, ep_rew_mean=300.0)
+    late_trouble = _log_from([HEALTHY] * 14 + [(0.09, 0.3, 0.5)] * 6)
     return [
+        Case("a log of one row, before any update", args=(_log(0.01, 0.1, 0.8, n_rows=1),),
+             expected="nothing to fix",
+             hint="SB3's first row has no train/ values: with nothing measured there is "
+                  "nothing to fix (don't index a missing key: use the rows that have it)"),
         Case("too large updates", args=(_log(0.12, 0.62, 0.5),), expected="lower learning_rate",
              hint="train/approx_kl is above 0.05 and clip_fraction above 0.5: updates are too "
                   "large"),
         Case("too timid updates", args=(_log(2e-4, 0.0, 0.7),), expected="raise learning_rate",
-             hint="train/approx_kl is below 0.001: the policy barely moves"),
+             hint="train/approx_kl is below 0.001: the policy barely moves. Its entropy "
+                  "(-train/entropy_loss = 0.6) is healthy, so it is no collapse: mind the "
+                  "sign of entropy_loss"),
         Case("a critic that explains nothing", args=(_log(0.01, 0.08, -0.3),),
              expected="fix the critic",
              hint="train/explained_variance at or below 0: the critic is no better than the "
@@ -150,55 +422,128 @@ def _read_sb3_log_cases() -> list[Case]:
         Case("too large updates also break the critic", args=(_log(0.2, 0.7, -0.5),),
              expected="lower learning_rate",
              hint="huge updates wreck the critic too: fix the learning rate first"),
+        Case("explained variance exactly 0", args=(_log(0.01, 0.1, 0.0),),
+             expected="fix the critic",
+             hint="the rule is explained_variance at or below 0 (<= 0): a critic that "
+                  "predicts a constant explains exactly 0"),
         Case("a collapsed policy", args=(_log(0.0, 0.0, 0.9, ep_rew_mean=9.0, entropy=1e-8),),
              expected="lower learning_rate",
              hint="train/entropy_loss is 0: the policy is deterministic, so nothing moves and "
                   "approx_kl reads 0. That is a collapse after too-large updates, not timid "
                   "ones: raising the learning rate would not help"),
-        Case("a log of one row, before any update", args=(_log(0.01, 0.1, 0.8, n_rows=1),),
+        Case("a healthy run whose last row is noisy (approx_kl 0.1)", args=(noisy_kl,),
              expected="nothing to fix",
-             hint="SB3's first row has no train/ values: with nothing measured there is "
-                  "nothing to fix (don't index a missing key)"),
+             hint="one row is noise: judge the last few rows together (the mean over the "
+                  "last 5 rows that measured each metric), not the last row alone"),
+        Case("a healthy run whose last row is noisy (tiny KL, negative explained variance)",
+             args=(noisy_ev,), expected="nothing to fix",
+             hint="one row is noise: judge the last few rows together (the mean over the "
+                  "last 5 rows that measured each metric), not the last row alone"),
+        Case("trouble early, healthy for the last 10 updates", args=(early_trouble,),
+             expected="nothing to fix",
+             hint="the log asks for what its last rows say: average the last few rows (5), "
+                  "not the whole log and not its first rows (the early trouble is over)"),
+        Case("healthy for 14 updates, too large for the last 6", args=(late_trouble,),
+             expected="lower learning_rate",
+             hint="the log asks for what its last rows say: average the last few rows (5), "
+                  "not the whole log, where 14 healthy rows hide the trouble"),
+        Case("a collapse whose approx_kl is tiny but not 0",
+             args=(_log(3e-5, 0.0, 0.9, ep_rew_mean=9.0, entropy=0.004),),
+             expected="lower learning_rate",
+             hint="detect the collapse by the entropy (-train/entropy_loss below 0.01), not "
+                  "by approx_kl == 0: a collapsed policy's approx_kl is tiny, seldom exactly 0"),
     ]
 
 
-def _only_kl(rows):
-    kl = rows[-1]["train/approx_kl"]
-    return ("lower learning_rate" if kl > 0.05 else
-            "raise learning_rate" if kl < 0.001 else "nothing to fix")
+KL, CLIP, EV, ENT = ("train/approx_kl", "train/clip_fraction", "train/explained_variance",
+                     "train/entropy_loss")
 
 
-def _critic_first(rows):
-    if rows[-1]["train/explained_variance"] <= 0:
-        return "fix the critic"
-    return read_sb3_log(rows)
+def _measured(rows, key):
+    return [row[key] for row in rows if key in row]
 
 
-def _first_row(rows):
-    return read_sb3_log(rows[:1] + rows[:1])
+def _mean(values):
+    return sum(values) / len(values) if values else None
+
+
+def _window(rows, key, n=5):
+    return _mean(_measured(rows, key)[-n:])
+
+
+def _last_row(rows, key):
+    return _mean(_measured(rows, key)[-1:])
+
+
+def _whole_log(rows, key):
+    return _mean(_measured(rows, key))
+
+
+def _first_rows(rows, key):
+    return _mean(_measured(rows, key)[:5])
+
+
+def _rules(read=_window, order=("large", "collapse", "timid", "critic"), collapse=None,
+           ev_test=lambda ev: ev <= 0, use_clip=True):
+    """A read_sb3_log built from a way to read each metric and an order of the rules."""
+    def answer(rows):
+        kl, clip, ev, ent = (read(rows, key) for key in (KL, CLIP, EV, ENT))
+        tests = {
+            "large": (kl is not None and kl > 0.05) or
+                     (use_clip and clip is not None and clip > 0.5),
+            "collapse": (collapse(kl, ent) if collapse else
+                         ent is not None and -ent < 0.01),
+            "timid": kl is not None and kl < 0.001,
+            "critic": ev is not None and ev_test(ev),
+        }
+        fixes = {"large": "lower learning_rate", "collapse": "lower learning_rate",
+                 "timid": "raise learning_rate", "critic": "fix the critic"}
+        for rule in order:
+            if tests[rule]:
+                return fixes[rule]
+        return "nothing to fix"
+    return answer
+
+
+def _indexes_last_row(rows):
+    return _rules(read=lambda rs, key: rs[-1][key])(rows)
 
 
 def _reversed_kl(rows):
-    kl = rows[-1]["train/approx_kl"]
+    kl = _window(rows, KL)
+    if kl is None:
+        return "nothing to fix"
     return ("raise learning_rate" if kl > 0.05 else
             "lower learning_rate" if kl < 0.001 else "nothing to fix")
 
 
-def _no_collapse_rule(rows):
-    kl = [row["train/approx_kl"] for row in rows if "train/approx_kl" in row][-5:]
-    if kl and sum(kl) / len(kl) < 0.001:
-        return "raise learning_rate"
-    return read_sb3_log(rows)
-
-
 def _read_sb3_log_mistakes() -> list[Mistake]:
     return [
-        Mistake("a collapsed policy taken for a timid one", _no_collapse_rule),
-        Mistake("always nothing to fix", lambda rows: "nothing to fix"),
-        Mistake("looks at approx_kl only", _only_kl),
-        Mistake("blames the critic before the learning rate", _critic_first),
-        Mistake("reads the first row (no train/ values in SB3)", _first_row),
-        Mistake("too-large and too-small swapped", _reversed_kl),
+        Mistake("indexes train/ keys of the last row without checking",
+                _indexes_last_row, hint="missing key"),
+        Mistake("always nothing to fix", lambda rows: "nothing to fix", hint="above 0.05"),
+        Mistake("too-large and too-small swapped", _reversed_kl, hint="above 0.05"),
+        Mistake("looks at approx_kl only", _rules(order=("large", "timid"), use_clip=False),
+                hint="explained_variance at or below 0"),
+        Mistake("ignores clip_fraction", _rules(use_clip=False), hint="clip_fraction above 0.5"),
+        Mistake("blames the critic before the learning rate",
+                _rules(order=("critic", "large", "collapse", "timid")),
+                hint="fix the learning rate first"),
+        Mistake("explained_variance < 0 instead of <= 0",
+                _rules(ev_test=lambda ev: ev < 0), hint="at or below 0"),
+        Mistake("a collapsed policy taken for a timid one (no collapse rule)",
+                _rules(order=("large", "timid", "critic")), hint="collapse"),
+        Mistake("entropy_loss taken for the entropy (sign)",
+                _rules(collapse=lambda kl, ent: ent is not None and ent < 0.01),
+                hint="sign of entropy_loss"),
+        Mistake("reads only the last row", _rules(read=_last_row),
+                hint="not the last row alone"),
+        Mistake("averages the whole log", _rules(read=_whole_log),
+                hint="not the whole log"),
+        Mistake("reads the first rows that measured each metric", _rules(read=_first_rows),
+                hint="not its first rows"),
+        Mistake("detects a collapse by approx_kl == 0",
+                _rules(collapse=lambda kl, ent: kl == 0), hint="not by approx_kl == 0"),
     ]
 
 
