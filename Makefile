@@ -18,9 +18,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch is pinned to 2.13.0 in pyproject.toml: its CPU wheel is on the course machines.
+# nbgrader comes with the tests (its round trip is one); learners do not need its menus in
+# `make lab`. A teacher turns them back on: `jupyter labextension unlock @jupyter/nbgrader`,
+# `jupyter labextension enable @jupyter/nbgrader`, `jupyter server extension enable nbgrader`.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader
+	$(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader \
+	    nbgrader.server_extensions.validate_assignment nbgrader.server_extensions.assignment_list \
+	    nbgrader.server_extensions.course_list
 	touch $(STAMP)
 
 lab: $(STAMP)
