@@ -69,3 +69,74 @@ def test_stub_fails_with_message(capsys):
         raise NotImplementedError()
     assert not grading.check("policy_gradient_loss", stub)
     assert "not done yet" in capsys.readouterr().out
+
+
+def solution_function(name):
+    import json
+    import pathlib
+    nb = pathlib.Path(__file__).resolve().parents[1] / "solutions" / "01_vanilla_pg_collapse.ipynb"
+    namespace = {"torch": torch}
+    for cell in json.loads(nb.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "### BEGIN SOLUTION" in source:
+            exec(compile(source, nb.name, "exec"), namespace)  # noqa: S102 (our own notebook)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_solution_notebook_answers_pass(exercise_id):
+    assert grading.check(exercise_id, solution_function(exercise_id))
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_every_mistake_gets_its_own_hint(exercise_id):
+    for m in grading.EXERCISES[exercise_id].mistakes():
+        v = grading.check(exercise_id, m.answer).verdict
+        assert not v.passed and m.hint.lower() in (v.message + " " + v.hint).lower(), v.text()
+
+
+def test_more_right_answers_pass():
+    def loss_float64(log_probs, advantages):
+        return -(log_probs.double() * advantages.detach().double()).mean().float()
+
+    def loss_sum_over_numel(log_probs, advantages):
+        return -(log_probs * advantages.detach()).sum() / log_probs.numel()
+
+    def loss_with_torch_no_grad_copy(log_probs, advantages):
+        with torch.no_grad():
+            weights = advantages.clone()
+        return -torch.mean(weights * log_probs)
+
+    for fn in (loss_float64, loss_sum_over_numel, loss_with_torch_no_grad_copy):
+        assert grading.check("policy_gradient_loss", fn)
+
+    def advantages_sb3_guard(returns, values, normalize=True):
+        a = returns - values.detach()
+        if normalize and len(a) > 1:
+            a = (a - a.mean()) / (a.std() + 1e-8)
+        return a
+
+    def advantages_biased_std_no_guard(returns, values, normalize=True):
+        a = (returns - values).detach()
+        if normalize:   # a batch of one becomes 0 / 1e-8 = 0: finite, accepted
+            a = (a - a.mean()) / (a.std(unbiased=False) + 1e-8)
+        return a
+
+    for fn in (advantages_sb3_guard, advantages_biased_std_no_guard):
+        assert grading.check("baseline_advantages", fn)
+
+
+def test_leaf_only_answers_are_rejected(capsys):
+    def flag_off(log_probs, advantages):
+        advantages.requires_grad_(False)
+        return -(log_probs * advantages).mean()
+    assert not grading.check("policy_gradient_loss", flag_off)
+    assert "requires_grad_(False)" in capsys.readouterr().out
+
+    def unguarded(returns, values, normalize=True):
+        a = returns - values.detach()
+        if normalize:
+            a = (a - a.mean()) / (a.std() + 1e-8)
+        return a
+    assert not grading.check("baseline_advantages", unguarded)
+    assert "batch of one" in capsys.readouterr().out

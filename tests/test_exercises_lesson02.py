@@ -52,3 +52,39 @@ def test_hints_name_the_mistake(capsys, description, words):
     wrong = next(m.answer for m in EXERCISE.mistakes() if m.description == description)
     assert not grading.check("natural_gradient_step", wrong)
     assert words in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake", EXERCISE.mistakes(), ids=lambda m: m.description)
+def test_mistake_gets_its_own_hint(mistake):
+    v = grading.check("natural_gradient_step", mistake.answer).verdict
+    assert not v.passed and mistake.hint.lower() in (v.message + " " + v.hint).lower(), v.text()
+
+
+def test_more_right_answers_pass():
+    def via_x_f_x(g, fisher, delta):   # x^T F x = g^T F^-1 g
+        x = torch.linalg.solve(fisher, g)
+        return x * torch.sqrt(2 * delta / (x @ fisher @ x))
+
+    def via_cholesky(g, fisher, delta):
+        chol = torch.linalg.cholesky(fisher)
+        x = torch.cholesky_solve(g.unsqueeze(-1), chol).squeeze(-1)
+        return (2 * delta / g.dot(x)).sqrt() * x
+
+    def via_conjugate_gradient(g, fisher, delta):
+        x = conjugate_gradient(fisher.__matmul__, g, iters=20)
+        return torch.sqrt(2 * delta / (g @ x)) * x
+
+    for fn in (via_x_f_x, via_cholesky, via_conjugate_gradient):
+        assert grading.check("natural_gradient_step", fn)
+
+
+def test_solution_notebook_answer_passes():
+    import json
+    import pathlib
+    nb = pathlib.Path(__file__).resolve().parents[1] / "solutions" / "02_trust_regions.ipynb"
+    namespace = {"torch": torch}
+    for cell in json.loads(nb.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "### BEGIN SOLUTION" in source:
+            exec(compile(source, nb.name, "exec"), namespace)  # noqa: S102 (our own notebook)
+    assert grading.check("natural_gradient_step", namespace["natural_gradient_step"])

@@ -40,3 +40,42 @@ def test_reference_matches_the_library_loss():
     a = torch.randn(50, generator=g)
     (grad,) = torch.autograd.grad(clipped_surrogate_loss(r, a, 0.2) * -50, r)
     assert torch.allclose(lesson03.clip_gradient(r, a, 0.2), grad)
+
+
+@pytest.mark.parametrize("mistake", EXERCISE.mistakes(), ids=lambda m: m.description)
+def test_mistake_gets_its_own_hint(mistake):
+    v = grading.check("clip_gradient", mistake.answer).verdict
+    assert not v.passed and mistake.hint.lower() in (v.message + " " + v.hint).lower(), v.text()
+
+
+def test_more_right_answers_pass():
+    import torch
+
+    def solution_notebook(ratio, advantages, clip_range):   # solutions/03, cell 18
+        flat = torch.where(advantages > 0, ratio > 1 + clip_range, ratio < 1 - clip_range)
+        return torch.where(flat, torch.zeros_like(advantages), advantages)
+
+    def by_autograd(ratio, advantages, clip_range):
+        r = ratio.clone().requires_grad_(True)
+        objective = torch.min(r * advantages, r.clamp(1 - clip_range, 1 + clip_range) * advantages)
+        (grad,) = torch.autograd.grad(objective.sum(), r)
+        return grad
+
+    def with_masks(ratio, advantages, clip_range):
+        keep = ((advantages > 0) & (ratio <= 1 + clip_range)) | \
+               ((advantages < 0) & (ratio >= 1 - clip_range))
+        return advantages * keep.float()
+
+    for fn in (solution_notebook, by_autograd, with_masks):
+        assert grading.check("clip_gradient", fn)
+
+
+def test_log_bounds_are_rejected(capsys):
+    import torch
+
+    def log_bounds(ratio, advantages, clip_range):
+        log_r = ratio.log()
+        flat = torch.where(advantages > 0, log_r > clip_range, log_r < -clip_range)
+        return torch.where(flat, torch.zeros_like(advantages), advantages)
+    assert not grading.check("clip_gradient", log_bounds)
+    assert "log r" in capsys.readouterr().out

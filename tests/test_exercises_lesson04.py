@@ -37,3 +37,33 @@ def test_both_flags_hint(capsys):
     wrong = next(m.answer for m in EXERCISE.mistakes() if "both flags" in m.description)
     assert not grading.check("bootstrap_truncated", wrong)
     assert "AND NOT terminated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake", EXERCISE.mistakes(), ids=lambda m: m.description)
+def test_mistake_gets_its_own_hint(mistake):
+    v = grading.check("bootstrap_truncated", mistake.answer).verdict
+    assert not v.passed and mistake.hint.lower() in (v.message + " " + v.hint).lower(), v.text()
+
+
+def test_more_right_answers_pass():
+    import torch
+
+    def solution_notebook(rewards, terminated, truncated, final_values, gamma):
+        time_limit = truncated.bool() & ~terminated.bool()
+        return rewards + gamma * final_values * time_limit.to(rewards.dtype)
+
+    def with_where(rewards, terminated, truncated, final_values, gamma):
+        bootstrap = torch.logical_and(truncated.bool(), torch.logical_not(terminated.bool()))
+        return torch.where(bootstrap, rewards + gamma * final_values, rewards)
+
+    def float_flags(rewards, terminated, truncated, final_values, gamma):
+        return rewards + gamma * final_values * truncated.float() * (1 - terminated.float())
+
+    def clone_then_add(rewards, terminated, truncated, final_values, gamma):
+        out = rewards.clone()
+        mask = truncated.bool() & ~terminated.bool()
+        out[mask] += gamma * final_values[mask]
+        return out
+
+    for fn in (solution_notebook, with_where, float_flags, clone_then_add):
+        assert grading.check("bootstrap_truncated", fn)

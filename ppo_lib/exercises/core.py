@@ -103,12 +103,13 @@ def _output(fn: Callable, args: tuple, kwargs: dict) -> Any:
 def _graded(reference: Callable, args: tuple, kwargs: dict, known: Sequence[Known],
             expected: Any = None, atol: float = 1e-5, rtol: float = 1e-4,
             then: Callable[[Any], str | None] | None = None,
-            inputs_with_grad: Sequence[Tensor] = ()) -> Callable[[Any], str | None]:
+            inputs_with_grad: Sequence[Tensor] = (), also: Sequence[Any] = ()
+            ) -> Callable[[Any], str | None]:
     """A Case.verify: compare with the reference's output (or ``expected``) and, when they
     differ, name the known mistakes that give what the learner got. ``then(output)`` runs
     after the values match (e.g. a gradient check). ``inputs_with_grad``: the case's
     tensors that require grad (passed to the learner as they are), checked for in-place
-    changes."""
+    changes. ``also``: other outputs accepted as right (e.g. another std convention)."""
     args, kwargs = _positional(reference, args, kwargs)  # as check calls the learner
     want = expected if expected is not None else _output(reference, args, kwargs)
     if want is _FAILED:
@@ -122,14 +123,15 @@ def _graded(reference: Callable, args: tuple, kwargs: dict, known: Sequence[Know
                 return ("your function changed its inputs in place: compute into new tensors "
                         "(`x = x * ...`, not `x *= ...` or `x[t] = ...`)")
         problem = compare(got, want, atol, rtol)
-        if problem is None:
+        if problem is None or any(compare(got, w, atol, rtol) is None for w in also):
             return then(got) if then is not None else None
         matches = []
         for k in known:
             if k.says is None or k.says in matches:
                 continue
             theirs = _output(k.answer, args, kwargs)
-            if theirs is _FAILED or compare(theirs, want, atol, rtol) is None:
+            if theirs is _FAILED or any(compare(theirs, w, atol, rtol) is None
+                                        for w in (want, *also)):
                 continue
             try:
                 same = compare(_detached(got), theirs, atol, rtol) is None
@@ -146,11 +148,11 @@ def _graded(reference: Callable, args: tuple, kwargs: dict, known: Sequence[Know
 def _case(name: str, reference: Callable, args: tuple, kwargs: dict | None = None, *,
           hint: str, known: Sequence[Known] = (), expected: Any = None, atol: float = 1e-5,
           rtol: float = 1e-4, then: Callable | None = None,
-          inputs_with_grad: Sequence[Tensor] = ()) -> Case:
+          inputs_with_grad: Sequence[Tensor] = (), also: Sequence[Any] = ()) -> Case:
     kwargs = kwargs or {}
     return Case(name, args=args, kwargs=kwargs, hint=hint, atol=atol, rtol=rtol,
                 verify=_graded(reference, args, kwargs, known, expected, atol, rtol, then,
-                               inputs_with_grad))
+                               inputs_with_grad, also))
 
 
 def _from_a_network(values: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -555,7 +557,8 @@ KL_KNOWN = [
           "you return one number for the whole batch: return one KL per row, shape (B,)"),
     Known("sign flipped: log(q / p)", lambda p, q: -kl.kl_categorical(p, q), "sign is flipped",
           "your sign is flipped: KL(p || q) = sum_a p(a) (log p(a) - log q(a)) >= 0"),
-    Known("squeezes the result", lambda p, q: kl.kl_categorical(p, q).squeeze(), "no squeeze()"),
+    Known("squeezes the result", lambda p, q: kl.kl_categorical(p, q).squeeze(), "no squeeze()",
+          "you squeeze the result: a batch of one row gives shape (1,) (no squeeze())"),
 ]
 
 

@@ -2,19 +2,21 @@
 
 ``policy_gradient_loss`` has the signature of ``ppo_lib.losses.policy_gradient_loss``;
 ``baseline_advantages`` that of ``ppo_lib.vpg.baseline_advantages``. Both plug into
-``ppo_lib.vpg.train_vpg(loss_fn=..., advantage_fn=...)``.
+``ppo_lib.vpg.train_vpg(loss_fn=..., advantage_fn=...)``, which passes log-probabilities
+from the policy (non-leaf tensors that require grad) and flat (B,) batches. The cases use
+those, a batch of one and (T, N) tensors; each classic mistake is listed once (``Known``,
+see ``core.py``) and named in the message when a learner's output reproduces it.
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
-from ..grading import Case, Exercise, Mistake, compare, register
+from ..grading import Case, Exercise, register
 from ..losses import policy_gradient_loss
 from ..vpg import baseline_advantages
+from .core import ITEM_SAYS, Known, _case, _from_a_network, mistakes_of
 
 # ---------------------------------------------------------------------------------------
 # policy_gradient_loss: L^PG = -mean_t log pi(a_t|s_t) A_t
@@ -28,144 +30,108 @@ def _pg_inputs(seed: int, shape: tuple) -> tuple[Tensor, Tensor]:
     return log_probs, advantages
 
 
-def _which_pg_mistake(log_probs: Tensor, advantages: Tensor, got: Tensor) -> str:
-    """Name the classic mistake whose value ``got`` matches, if any."""
-    variants = {
-        "the minus sign is missing (the loss is minimised, the objective maximised)":
-            (log_probs * advantages).mean(),
-        "it sums over steps; take the mean": -(log_probs * advantages).sum(),
-        "it uses probabilities pi(a|s) instead of log-probabilities log pi(a|s)":
-            -(log_probs.exp() * advantages).mean(),
-    }
-    for message, value in variants.items():
-        if torch.allclose(got.detach().double(), value.double(), atol=1e-6, rtol=1e-5):
-            return message
-    return ""
+def _pg_normalizes(log_probs, advantages):
+    a = advantages.detach()
+    a = (a - a.mean()) / (a.std() + 1e-8)
+    return -(log_probs * a).mean()
 
 
-def _verify_pg_value(log_probs: Tensor, advantages: Tensor, got) -> str | None:
-    if not isinstance(got, Tensor):
-        return f"expected a torch.Tensor, got {type(got).__name__}"
-    if got.dim() != 0:
-        return f"expected a 0-d tensor (one scalar loss), got shape {tuple(got.shape)}"
-    want = policy_gradient_loss(log_probs, advantages)
-    problem = compare(got.detach(), want)
-    if problem:
-        mistake = _which_pg_mistake(log_probs, advantages, got)
-        return f"{problem}" + (f": {mistake}" if mistake else "")
-    return None
-
-
-def _pg_value_case(name: str, seed: int, shape: tuple, hint: str) -> Case:
-    log_probs, advantages = _pg_inputs(seed, shape)
-    return Case(name, args=(log_probs, advantages), hint=hint,
-                verify=functools.partial(_verify_pg_value, log_probs, advantages))
-
-
-def _graph_leaves(output: Tensor) -> list[Tensor]:
-    """The leaf tensors that require grad and that ``output`` was computed from.
-
-    ``check`` hands the learner copies of the case's inputs, so the verifier finds them
-    in the autograd graph of the answer."""
-    leaves, seen, stack = [], set(), [output.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if hasattr(node, "variable"):          # AccumulateGrad: a leaf
-            leaves.append(node.variable)
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return leaves
-
-
-def _verify_pg_gradient(log_probs: Tensor, advantages: Tensor, got) -> str | None:
-    """The gradient goes to log pi only: d L / d log pi_t = -A_t / n, none to A_t."""
-    if not isinstance(got, Tensor) or got.dim() != 0:
-        return "expected a 0-d tensor (one scalar loss)"
-    if not got.requires_grad:
-        return "the loss carries no gradient (.item(), .detach() or float() somewhere?)"
-    leaves = _graph_leaves(got)
-    grads = torch.autograd.grad(got, leaves, allow_unused=True)
-    grad_log_probs = None
-    for leaf, grad in zip(leaves, grads):
-        if torch.equal(leaf.detach(), advantages) and grad is not None and grad.abs().max() > 0:
-            return ("a gradient flows into the advantages: they are constants (weights) in "
-                    "the policy gradient, detach them")
-        if torch.equal(leaf.detach(), log_probs):
-            grad_log_probs = grad
-    want = -advantages / advantages.numel()
-    if grad_log_probs is None or not torch.allclose(grad_log_probs, want, atol=1e-6):
-        return f"d loss / d log_probs is {grad_log_probs}, expected -A_t / n = {want}"
-    return None
-
-
-def _pg_gradient_case() -> Case:
-    log_probs, advantages = _pg_inputs(7, (5,))
-    # Both require grad, as if the advantages came from a critic that is being trained.
-    args = (log_probs.clone().requires_grad_(True), advantages.clone().requires_grad_(True))
-    return Case("gradient: advantages are constants", args=args,
-                verify=functools.partial(_verify_pg_gradient, log_probs, advantages),
-                hint="multiply by advantages.detach(): the advantage weighs each "
-                     "log-probability but is not itself optimised by this loss")
-
-
-def _pg_cases() -> list[Case]:
-    return [
-        _pg_value_case("one step", 0, (1,),
-                       "L = -log pi(a|s) * A: mind the minus sign, and use log_probs as "
-                       "given (they are already logarithms)"),
-        _pg_value_case("six steps", 1, (6,),
-                       "average over steps with .mean(), so the step size does not grow "
-                       "with the batch"),
-        _pg_value_case("(T, N) = (4, 3) steps x envs", 2, (4, 3),
-                       "the mean runs over every entry, whatever the shape"),
-        _pg_gradient_case(),
-    ]
-
-
-def _pg_missing_minus(log_probs, advantages):
-    return (log_probs * advantages.detach()).mean()
-
-
-def _pg_sum(log_probs, advantages):
-    return -(log_probs * advantages.detach()).sum()
-
-
-def _pg_not_detached(log_probs, advantages):
+def _pg_flag_off(log_probs, advantages):
+    advantages.requires_grad_(False)  # changes the caller's tensor; raises on a critic's output
     return -(log_probs * advantages).mean()
 
 
-def _pg_probs(log_probs, advantages):
-    return -(log_probs.exp() * advantages.detach()).mean()
+PG_KNOWN = [
+    Known("missing minus sign", lambda lp, a: (lp * a.detach()).mean(), "minus sign",
+          "the minus sign is missing: the loss is minimised, the objective maximised"),
+    Known("sum instead of mean", lambda lp, a: -(lp * a.detach()).sum(), "take the mean",
+          "you sum over steps: take the mean, so the step size does not grow with the batch"),
+    Known("divides the sum by len(log_probs)",
+          lambda lp, a: -(lp * a.detach()).sum() / len(lp), "len(log_probs)",
+          "you divide by len(log_probs), which is T for (T, N) inputs: .mean() averages over "
+          "every entry"),
+    Known("mean over axis 0 only", lambda lp, a: -(lp * a.detach()).mean(0), "every entry",
+          "you average over axis 0 only: the loss is one number, the mean over every entry"),
+    Known("probabilities instead of log-probabilities",
+          lambda lp, a: -(lp.exp() * a.detach()).mean(), "log-probabilities",
+          "you use probabilities pi(a|s) instead of log-probabilities log pi(a|s)"),
+    Known("mean(log pi) * mean(A)", lambda lp, a: -(lp.mean() * a.detach().mean()),
+          "mean of the products",
+          "you multiply the means: the loss is the mean of the products log pi(a_t|s_t) A_t"),
+    Known("normalises the advantages inside the loss", _pg_normalizes,
+          "normalise the advantages inside",
+          "you normalise the advantages inside the loss: take them as given"),
+    Known("returns a float (no gradient)",
+          lambda lp, a: -(lp * a.detach()).mean().item(), "no .item()", ITEM_SAYS),
+    Known("log_probs detached (no gradient)", lambda lp, a: -(lp.detach() * a.detach()).mean(),
+          "carries no gradient"),
+    Known("advantages not detached", lambda lp, a: -(lp * a).mean(), "detach"),
+    Known("advantages.requires_grad_(False) instead of .detach()", _pg_flag_off,
+          "requires_grad_(False)"),
+]
 
 
-def _pg_mean_of_products_split(log_probs, advantages):
-    return -(log_probs.mean() * advantages.detach().mean())
+def _pg_gradient_check(log_prob_leaf: Tensor, advantage_leaf: Tensor, advantages: Tensor):
+    """then-check: d L / d log pi_t = -A_t / n, and no gradient reaches the advantages."""
+    def check(got) -> str | None:
+        if not isinstance(got, Tensor) or got.grad_fn is None:
+            return "the loss carries no gradient (.item(), .detach() or float() somewhere?)"
+        grad_lp, grad_adv = torch.autograd.grad(got, [log_prob_leaf, advantage_leaf],
+                                                allow_unused=True, retain_graph=True)
+        if grad_adv is not None and grad_adv.abs().max() > 0:
+            return ("a gradient flows into the advantages: they are constants (weights) in "
+                    "the policy gradient, detach them")
+        want = -advantages / advantages.numel()
+        if grad_lp is None or not torch.allclose(grad_lp, want, atol=1e-6):
+            return (f"d loss / d log_probs is {grad_lp}, expected -A_t / n = {want}: the loss "
+                    "carries no gradient to log_probs" if grad_lp is None else
+                    f"d loss / d log_probs is {grad_lp.tolist()}, expected -A_t / n")
+        return None
+    return check
 
 
-def _pg_returns_float(log_probs, advantages):
-    return -(log_probs * advantages.detach()).mean().item()
+HINT_PG_GRAD = ("multiply by advantages.detach(): the advantage weighs each log-probability "
+                "but is not itself optimised by this loss (not requires_grad_(False), which "
+                "changes the caller's tensor and raises on a critic's output)")
 
 
-def _pg_mistakes() -> list[Mistake]:
+def _pg_gradient_case(name: str, seed: int, shape: tuple) -> Case:
+    """log-probs from a policy and advantages from a critic: both non-leaf, requiring grad."""
+    log_probs, advantages = _pg_inputs(seed, shape)
+    lp_leaf, lp = _from_a_network(log_probs)
+    adv_leaf, adv = _from_a_network(advantages)
+    return _case(name, policy_gradient_loss, (lp, adv), hint=HINT_PG_GRAD, known=PG_KNOWN,
+                 then=_pg_gradient_check(lp_leaf, adv_leaf, advantages),
+                 inputs_with_grad=[lp, adv])
+
+
+def _pg_cases() -> list[Case]:
+    def case(name, seed, shape, hint):
+        return _case(name, policy_gradient_loss, _pg_inputs(seed, shape), hint=hint,
+                     known=PG_KNOWN)
     return [
-        Mistake("missing minus sign", _pg_missing_minus),
-        Mistake("sum instead of mean", _pg_sum),
-        Mistake("advantages not detached", _pg_not_detached),
-        Mistake("probabilities instead of log-probabilities", _pg_probs),
-        Mistake("mean(log pi) * mean(A)", _pg_mean_of_products_split),
-        Mistake("returns a float (no gradient)", _pg_returns_float),
+        case("one step", 0, (1,), "L = -log pi(a|s) * A: mind the minus sign, and use "
+                                  "log_probs as given (they are already logarithms)"),
+        case("six steps", 1, (6,), "average over steps with .mean(), so the step size does "
+                                   "not grow with the batch"),
+        case("(T, N) = (4, 3) steps x envs", 2, (4, 3),
+             "the mean runs over every entry, whatever the shape"),
+        _pg_gradient_case("gradient: advantages are constants", 7, (5,)),
+        _pg_gradient_case("gradient for a batch of one (as lesson 01 uses it)", 8, (1,)),
     ]
 
 
 register(Exercise(
     id="policy_gradient_loss", lesson="01",
     title="The REINFORCE loss -mean log pi(a|s) A",
-    cases=_pg_cases, reference=policy_gradient_loss, mistakes=_pg_mistakes))
+    cases=_pg_cases, reference=policy_gradient_loss, mistakes=lambda: mistakes_of(PG_KNOWN)))
 
 # ---------------------------------------------------------------------------------------
 # baseline_advantages: A_t = G_t - V(s_t), optionally normalised.
+
+
+def T(values) -> Tensor:  # noqa: N802 (short constructor for the cases)
+    return torch.tensor(values, dtype=torch.float32)
 
 
 def _returns_and_values(seed: int, n: int) -> tuple[Tensor, Tensor]:
@@ -175,51 +141,8 @@ def _returns_and_values(seed: int, n: int) -> tuple[Tensor, Tensor]:
     return returns, values
 
 
-def _verify_normalized(returns: Tensor, values: Tensor, got) -> str | None:
-    """(A - mean) / (std + 1e-8); either std (n or n - 1 in the denominator) is accepted."""
-    if not isinstance(got, Tensor) or got.shape != returns.shape:
-        shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
-        return f"expected a tensor of shape {tuple(returns.shape)}, got {shape}"
-    raw = returns - values
-    for unbiased in (True, False):
-        want = (raw - raw.mean()) / (raw.std(unbiased=unbiased) + 1e-8)
-        if torch.allclose(got.detach(), want, atol=1e-5, rtol=1e-4):
-            return None
-    mean, std = got.detach().mean().item(), got.detach().std().item()
-    return (f"expected (A - mean A) / (std A + 1e-8) (mean 0, std 1); yours has mean "
-            f"{mean:.3g} and std {std:.3g}")
-
-
-def _verify_baseline_constant(got) -> str | None:
-    if not isinstance(got, Tensor):
-        return f"expected a torch.Tensor, got {type(got).__name__}"
-    if got.requires_grad:
-        return ("the advantages carry a gradient back into the critic's values: detach "
-                "V(s_t), the baseline is a constant for the policy gradient")
-    return None
-
-
-def _baseline_cases() -> list[Case]:
-    returns, values = _returns_and_values(0, 6)
-    returns_b, values_b = _returns_and_values(1, 9)
-    constant = torch.full((5,), 7.0)
-    grad_values = values.clone().requires_grad_(True)
-    return [
-        Case("A = G - V without normalisation", args=(returns, values),
-             kwargs=dict(normalize=False),
-             hint="A_t = G_t - V(s_t) (returns minus values, not the other way round); "
-                  "normalize=False must leave the scale alone"),
-        Case("normalised", args=(returns_b, values_b), kwargs=dict(normalize=True),
-             verify=functools.partial(_verify_normalized, returns_b, values_b),
-             hint="A <- (A - A.mean()) / (A.std() + 1e-8) when normalize=True"),
-        Case("normalised, all advantages equal", args=(constant, torch.zeros(5)),
-             kwargs=dict(normalize=True), expected=torch.zeros(5),
-             hint="when every advantage is equal the std is 0: the + 1e-8 keeps the "
-                  "division finite (the result is all zeros)"),
-        Case("the baseline is a constant", args=(returns, grad_values),
-             kwargs=dict(normalize=False), verify=_verify_baseline_constant,
-             hint="use values.detach(): no gradient of the policy loss may reach V"),
-    ]
+def _normalized(raw: Tensor, unbiased: bool) -> Tensor:
+    return (raw - raw.mean()) / (raw.std(unbiased=unbiased) + 1e-8)
 
 
 def _adv_flipped(returns, values, normalize=True):
@@ -228,45 +151,118 @@ def _adv_flipped(returns, values, normalize=True):
 
 def _adv_not_detached(returns, values, normalize=True):
     advantages = returns - values
-    if normalize:
+    if normalize and advantages.numel() > 1:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     return advantages
 
 
-def _adv_always_normalized(returns, values, normalize=True):
-    return baseline_advantages(returns, values, normalize=True)
-
-
-def _adv_never_normalized(returns, values, normalize=True):
-    return baseline_advantages(returns, values, normalize=False)
-
-
 def _adv_no_epsilon(returns, values, normalize=True):
     advantages = returns - values.detach()
-    if normalize:
+    if normalize and advantages.numel() > 1:
         advantages = (advantages - advantages.mean()) / advantages.std()
     return advantages
 
 
 def _adv_not_centred(returns, values, normalize=True):
     advantages = returns - values.detach()
-    if normalize:
+    if normalize and advantages.numel() > 1:
         advantages = advantages / (advantages.std() + 1e-8)
     return advantages
 
 
-def _baseline_mistakes() -> list[Mistake]:
+def _adv_no_guard(returns, values, normalize=True):
+    advantages = returns - values.detach()
+    if normalize:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    return advantages
+
+
+def _adv_flag_off(returns, values, normalize=True):
+    values.requires_grad_(False)  # changes the caller's tensor; raises on a critic's output
+    return baseline_advantages(returns, values, normalize)
+
+
+def _adv_in_place(returns, values, normalize=True):
+    returns -= values.detach()  # writes into the caller's returns
+    if normalize and returns.numel() > 1:
+        returns = (returns - returns.mean()) / (returns.std() + 1e-8)
+    return returns
+
+
+ADV_KNOWN = [
+    Known("V - G instead of G - V", _adv_flipped, "G_t - V(s_t)",
+          "you compute V - G: A_t = G_t - V(s_t), returns minus values"),
+    Known("normalises even when normalize=False",
+          lambda r, v, normalize=True: baseline_advantages(r, v, normalize=True),
+          "normalize=False", "you normalise although normalize=False: leave the scale alone "
+          "then"),
+    Known("never normalises",
+          lambda r, v, normalize=True: baseline_advantages(r, v, normalize=False),
+          "never normalise", "you never normalise: with normalize=True, A <- (A - A.mean()) / "
+          "(A.std() + 1e-8)"),
+    Known("divides by the std without subtracting the mean", _adv_not_centred,
+          "subtracting the mean", "you divide by the std without subtracting the mean"),
+    Known("no epsilon: division by a zero std", _adv_no_epsilon, "1e-8",
+          "you divide by the std alone: add 1e-8 so that equal advantages (std 0) stay finite"),
+    Known("no guard for a batch of one (std of one value is NaN)", _adv_no_guard,
+          "batch of one",
+          "you normalise a batch of one: its std() is NaN (n - 1 = 0); leave a single "
+          "advantage as it is"),
+    Known("values not detached", _adv_not_detached, "detach"),
+    Known("values.requires_grad_(False) instead of .detach()", _adv_flag_off,
+          "requires_grad_(False)"),
+    Known("subtracts in place from the caller's returns", _adv_in_place,
+          "compute into new tensors"),
+]
+
+
+def _no_gradient(got) -> str | None:
+    if isinstance(got, Tensor) and got.requires_grad:
+        return ("the advantages carry a gradient back into the critic's values: detach "
+                "V(s_t), the baseline is a constant for the policy gradient")
+    return None
+
+
+def _baseline_cases() -> list[Case]:
+    def case(name, args, kwargs, *, hint, expected=None, also=(), then=None, with_grad=()):
+        return _case(name, baseline_advantages, args, kwargs, hint=hint, known=ADV_KNOWN,
+                     expected=expected, also=also, then=then, inputs_with_grad=with_grad)
+    returns, values = _returns_and_values(0, 6)
+    returns_b, values_b = _returns_and_values(1, 9)
+    raw_b = returns_b - values_b
+    constant = torch.full((5,), 7.0)
+    leaf, critic_values = _from_a_network(values)
+    _, critic_values_b = _from_a_network(values_b)
     return [
-        Mistake("V - G instead of G - V", _adv_flipped),
-        Mistake("values not detached", _adv_not_detached),
-        Mistake("normalises even when normalize=False", _adv_always_normalized),
-        Mistake("never normalises", _adv_never_normalized),
-        Mistake("no epsilon: division by a zero std", _adv_no_epsilon),
-        Mistake("divides by the std without subtracting the mean", _adv_not_centred),
+        case("A = G - V without normalisation", (returns, values), dict(normalize=False),
+             hint="A_t = G_t - V(s_t) (returns minus values, not the other way round); "
+                  "normalize=False must leave the scale alone"),
+        case("normalised", (returns_b, values_b), dict(normalize=True),
+             expected=_normalized(raw_b, True), also=[_normalized(raw_b, False)],
+             hint="A <- (A - A.mean()) / (A.std() + 1e-8) when normalize=True"),
+        case("normalised, all advantages equal", (constant, torch.zeros(5)),
+             dict(normalize=True), expected=torch.zeros(5),
+             hint="when every advantage is equal the std is 0: the + 1e-8 keeps the "
+                  "division finite (the result is all zeros)"),
+        case("normalised, a batch of one", (T([5.0]), T([2.0])), dict(normalize=True),
+             expected=T([3.0]), also=[T([0.0])],
+             hint="a batch of one: its std() is NaN (n - 1 = 0); leave a single advantage "
+                  "as it is (SB3 normalises only batches of more than one), as long as the "
+                  "result is finite"),
+        case("the baseline is a constant (values from a critic)", (returns, critic_values),
+             dict(normalize=False), then=_no_gradient, with_grad=[critic_values],
+             hint="use values.detach(): no gradient of the policy loss may reach V (and no "
+                  "values.requires_grad_(False): it changes the caller's tensor and raises "
+                  "on a critic's output)"),
+        case("normalised, values from a critic", (returns_b, critic_values_b),
+             dict(normalize=True), expected=_normalized(raw_b, True),
+             also=[_normalized(raw_b, False)], then=_no_gradient, with_grad=[critic_values_b],
+             hint="values.detach(), then normalise"),
     ]
 
 
 register(Exercise(
     id="baseline_advantages", lesson="01",
     title="Advantages with a baseline: A = G - V(s), normalised",
-    cases=_baseline_cases, reference=baseline_advantages, mistakes=_baseline_mistakes))
+    cases=_baseline_cases, reference=baseline_advantages,
+    mistakes=lambda: mistakes_of(ADV_KNOWN)))

@@ -11,7 +11,8 @@ import functools
 import torch
 from torch import Tensor
 
-from ..grading import Case, Exercise, Mistake, register
+from ..grading import Case, Exercise, register
+from .core import Known, _case, mistakes_of
 
 
 def natural_gradient_step(g: Tensor, fisher: Tensor, delta: float) -> Tensor:
@@ -48,27 +49,6 @@ def _verify_on_kl_boundary(fisher: Tensor, delta: float, got) -> str | None:
     return None
 
 
-def _natural_step_cases() -> list[Case]:
-    diagonal = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
-    f3, g3 = _spd(3, 1), _vector(3, 2)
-    f5, g5 = _spd(5, 3), _vector(5, 4)
-    return [
-        Case("F = diag(4, 1), g = (1, 1), delta = 0.02",
-             args=(torch.tensor([1.0, 1.0], dtype=torch.float64), diagonal, 0.02),
-             hint="x = F^-1 g = (0.25, 1); g^T x = 1.25; step = sqrt(2 * 0.02 / 1.25) * x "
-                  "(the square root of 2 delta / g^T F^-1 g, times F^-1 g)"),
-        Case("3 parameters: the step ends on the KL edge", args=(g3, f3, 0.01),
-             verify=functools.partial(_verify_on_kl_boundary, f3, 0.01),
-             hint="the length sqrt(2 delta / g^T F^-1 g) makes 1/2 step^T F step = delta: "
-                  "mind the 2, the square root, and g^T F^-1 g (not g^T g)"),
-        Case("3 parameters: direction F^-1 g", args=(g3, f3, 0.01),
-             hint="the direction is the natural gradient F^-1 g "
-                  "(torch.linalg.solve(F, g)), not g itself"),
-        Case("5 parameters, delta = 0.05", args=(g5, f5, 0.05),
-             hint="step = sqrt(2 delta / (g^T x)) x with x = F^-1 g"),
-    ]
-
-
 def _step_plain_gradient(g, fisher, delta):
     return torch.sqrt(2 * delta / torch.dot(g, g)) * g
 
@@ -98,14 +78,63 @@ def _step_unit_direction(g, fisher, delta):
     return delta * x / x.norm()
 
 
-def _natural_step_mistakes() -> list[Mistake]:
+def _step_sqrt_of_numerator(g, fisher, delta):
+    x = torch.linalg.solve(fisher, g)
+    return (2 * delta) ** 0.5 / torch.dot(g, x) * x
+
+
+def _step_descent(g, fisher, delta):
+    return -natural_gradient_step(g, fisher, delta)
+
+
+STEP_KNOWN = [
+    Known("plain gradient direction g", _step_plain_gradient, "F^-1 g",
+          "you step along g: the direction is the natural gradient F^-1 g "
+          "(torch.linalg.solve(F, g))"),
+    Known("F g instead of F^-1 g", _step_times_fisher, "solve",
+          "you multiply by F: the direction is F^-1 g, torch.linalg.solve(F, g), not F @ g"),
+    Known("no square root", _step_no_sqrt, "square root",
+          "there is no square root: the length is sqrt(2 delta / g^T F^-1 g)"),
+    Known("square root of the numerator only", _step_sqrt_of_numerator, "whole fraction",
+          "your square root covers the numerator only: sqrt of the whole fraction, "
+          "sqrt(2 delta / g^T F^-1 g)"),
+    Known("missing factor 2", _step_no_two, "factor 2",
+          "the factor 2 is missing: sqrt(2 delta / g^T F^-1 g), from 1/2 step^T F step = delta"),
+    Known("g^T g instead of g^T F^-1 g", _step_g_dot_g, "g^T F^-1 g (not g^T g)",
+          "you divide by g^T g: the length uses g^T F^-1 g (not g^T g)"),
+    Known("unit direction scaled by delta", _step_unit_direction, "not a unit",
+          "you scale a unit vector by delta: the length is sqrt(2 delta / g^T F^-1 g), not a "
+          "unit direction times delta"),
+    Known("steps downhill (minus sign)", _step_descent, "uphill",
+          "your step points downhill: TRPO maximises the surrogate, the step is +sqrt(...) "
+          "F^-1 g (uphill)"),
+]
+
+
+def _natural_step_cases() -> list[Case]:
+    def case(name, args, *, hint):
+        return _case(name, natural_gradient_step, args, hint=hint, known=STEP_KNOWN)
+    diagonal = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
+    f3, g3 = _spd(3, 1), _vector(3, 2)
+    f5, g5 = _spd(5, 3), _vector(5, 4)
     return [
-        Mistake("plain gradient direction g", _step_plain_gradient),
-        Mistake("no square root", _step_no_sqrt),
-        Mistake("missing factor 2", _step_no_two),
-        Mistake("g^T g instead of g^T F^-1 g", _step_g_dot_g),
-        Mistake("F g instead of F^-1 g", _step_times_fisher),
-        Mistake("unit direction scaled by delta", _step_unit_direction),
+        case("F = diag(4, 1), g = (1, 1), delta = 0.02",
+             (torch.tensor([1.0, 1.0], dtype=torch.float64), diagonal, 0.02),
+             hint="x = F^-1 g = (0.25, 1); g^T x = 1.25; step = sqrt(2 * 0.02 / 1.25) * x "
+                  "(the square root of 2 delta / g^T F^-1 g, times F^-1 g)"),
+        Case("3 parameters: the step ends on the KL edge", args=(g3, f3, 0.01),
+             verify=functools.partial(_verify_on_kl_boundary, f3, 0.01),
+             hint="the length sqrt(2 delta / g^T F^-1 g) makes 1/2 step^T F step = delta: "
+                  "mind the 2, the square root, and g^T F^-1 g (not g^T g)"),
+        case("3 parameters: direction F^-1 g", (g3, f3, 0.01),
+             hint="the direction is the natural gradient F^-1 g "
+                  "(torch.linalg.solve(F, g)), not g itself"),
+        case("5 parameters, delta = 0.05", (g5, f5, 0.05),
+             hint="step = sqrt(2 delta / (g^T x)) x with x = F^-1 g"),
+        case("one parameter: F = [[2]], g = (3), delta = 0.04",
+             (torch.tensor([3.0], dtype=torch.float64),
+              torch.tensor([[2.0]], dtype=torch.float64), 0.04),
+             hint="with one parameter, step = sqrt(2 * 0.04 / (3 * 1.5)) * 1.5 = 0.2"),
     ]
 
 
@@ -113,4 +142,4 @@ register(Exercise(
     id="natural_gradient_step", lesson="02",
     title="TRPO's step sqrt(2 delta / g^T F^-1 g) F^-1 g",
     cases=_natural_step_cases, reference=natural_gradient_step,
-    mistakes=_natural_step_mistakes))
+    mistakes=lambda: mistakes_of(STEP_KNOWN)))
