@@ -36,7 +36,18 @@ def test_mistake_rejected_with_its_hint(exercise_id, mistake):
 
 def test_references_are_the_library_functions():
     assert grading.EXERCISES["to_sb3_kwargs"].reference is to_sb3_kwargs
-    assert grading.EXERCISES["read_sb3_log"].reference is read_sb3_log
+    reference = grading.EXERCISES["read_sb3_log"].reference
+    assert list(inspect.signature(reference).parameters) == ["rows"]  # the lesson's signature
+    for case in grading.EXERCISES["read_sb3_log"].cases():
+        assert reference(*case.args) == read_sb3_log(*case.args) == case.expected
+
+
+def test_wrong_answer_with_the_lessons_signature_gets_no_parameter_note(capsys):
+    assert not grading.check("read_sb3_log", lambda rows: "nothing to fix")
+    def mine(rows):
+        return "nothing to fix"
+    assert not grading.check("read_sb3_log", mine)
+    assert "note: your function's parameters" not in capsys.readouterr().out
 
 
 def test_every_fix_is_expected_by_some_case():

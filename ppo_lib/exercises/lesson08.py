@@ -187,6 +187,9 @@ def _same_sb3_model(config: Mapping[str, Any], output: Any) -> str | None:
         return ("the env is not a keyword argument here: SB3 builds the vector env with "
                 "make_vec_env(env_id, n_envs=...) and takes it as PPO(policy, venv, "
                 "**kwargs). Leave env out")
+    if "policy" in output and "policy" not in config:
+        return ("the configuration names no policy: leave `policy` out (it is PPO's first "
+                "argument, PPO('MlpPolicy', venv, **kwargs), and would be given twice)")
     for key in output:
         if key not in ppo_defaults and key != "policy":
             return (f"SB3's PPO has no argument {key!r} (PPO(..., {key}=...) raises "
@@ -343,6 +346,9 @@ def _to_sb3_kwargs_mistakes() -> list[Mistake]:
                 hint="policy_kwargs['net_arch']"),
         Mistake("writes net_arch in the old list format", _wraps_net_arch_in_list,
                 hint="SB3 < 1.8"),
+        Mistake("adds policy='MlpPolicy' that the configuration did not name",
+                lambda config: dict(to_sb3_kwargs(config), policy="MlpPolicy"),
+                hint="leave `policy` out"),
         Mistake("calls the schedule instead of passing it",
                 lambda config: {k: (v(1.0) if callable(v) else v)
                                 for k, v in to_sb3_kwargs(config).items()},
@@ -547,6 +553,13 @@ def _read_sb3_log_mistakes() -> list[Mistake]:
     ]
 
 
+def read_sb3_log_answer(rows: list[Mapping[str, float]]) -> str:
+    """The reference with the lesson's signature ``read_sb3_log(rows)`` (the library's
+    function also takes ``window``; the check would otherwise note that the parameters
+    differ)."""
+    return read_sb3_log(rows)
+
+
 register(Exercise(
     id="read_sb3_log", lesson="08", title=f"Read an SB3 log and pick the fix ({', '.join(FIXES)})",
-    cases=_read_sb3_log_cases, reference=read_sb3_log, mistakes=_read_sb3_log_mistakes))
+    cases=_read_sb3_log_cases, reference=read_sb3_log_answer, mistakes=_read_sb3_log_mistakes))
