@@ -183,12 +183,14 @@ def _ppo_loss_cases() -> list[Case]:
         Case("ent_coef = 0.5",
              kwargs=dict(b, clip_range=0.2, vf_coef=0.5, ent_coef=0.5),
              hint="- ent_coef * entropy.mean(): check the sign and the mean"),
-        Case("clipped value loss (clip_range_vf = 0.2)",
+        Case("clipped value loss (clip_range_vf = 0.3)",
              kwargs=dict(b, clip_range=0.2, vf_coef=0.5, ent_coef=0.0,
-                         old_values=old_values, clip_range_vf=0.2),
+                         old_values=old_values, clip_range_vf=0.3),
              hint="when clip_range_vf is set, clip the prediction around old_values first: "
                   "values = old_values + clamp(values - old_values, -clip_range_vf, "
-                  "clip_range_vf), then take the squared error (SB3's value clipping)"),
+                  "clip_range_vf), with clip_range_vf (not clip_range), then take the squared "
+                  "error (SB3's value clipping, not the max of the clipped and unclipped "
+                  "errors of OpenAI Baselines / CleanRL)"),
         Case("(T, N) tensors, as a rollout's",
              kwargs=dict(tn, clip_range=0.2, vf_coef=0.5, ent_coef=0.01, old_values=tn_old,
                          clip_range_vf=0.3),
@@ -308,6 +310,16 @@ def _ppo_loss_mistakes() -> list[Mistake]:
         Mistake("clip_range_vf ignored",
                 _make(value=lambda v, g, ov, c: _squared_error(v, g, None, None)),
                 hint="clip_range_vf"),
+        Mistake("value clipped with clip_range instead of clip_range_vf",
+                lambda ratio, advantages, values, returns, entropy, clip_range, vf_coef=0.5,
+                ent_coef=0.0, old_values=None, clip_range_vf=None: _make()(
+                    ratio, advantages, values, returns, entropy, clip_range, vf_coef,
+                    ent_coef, old_values, None if clip_range_vf is None else clip_range),
+                hint="not clip_range"),
+        Mistake("max of the clipped and unclipped squared errors (Baselines / CleanRL form)",
+                _make(value=lambda v, g, ov, c: ((g - v) ** 2).mean() if c is None else
+                      torch.max((g - v) ** 2, (g - ov - torch.clamp(v - ov, -c, c)) ** 2)
+                      .mean()), hint="not the max of the clipped"),
         Mistake("value clipped around the returns instead of old_values",
                 _make(value=lambda v, g, ov, c: _squared_error(v, g, g, c)),
                 hint="around old_values"),

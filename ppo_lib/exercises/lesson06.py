@@ -43,13 +43,14 @@ def diagnosing(want: Any, variants: Callable[[], dict[str, Any]], atol: float = 
         problem = compare(got, want, atol, rtol)
         if problem is None:
             return None
+        matches = []
         for description, value in variants().items():
             try:
                 if compare(got, value, atol, rtol) is None:
-                    return f"{problem}; that is what {description} gives"
+                    matches.append(description)
             except Exception:  # a variant that cannot be compared is no diagnosis
                 continue
-        return problem
+        return f"{problem}; that is what {' or '.join(matches)} gives" if matches else problem
     return verify
 
 
@@ -177,7 +178,8 @@ def _log_prob_cases() -> list[Case]:
         Case("one log-probability per state: (B, D) -> (B,)",
              args=(mean, log_std, actions), verify=_has_shape((5,)),
              hint="the action dimensions are independent: the log-probability of the action "
-                  "vector is the SUM over the last axis (dim=-1), one number per state"),
+                  "vector is the SUM over the last axis (dim=-1, no keepdim), one number per "
+                  "state; the std is exp(log_std) (Normal's scale is std, not log_std)"),
         Case("the mean from a network, log_std a parameter (both require grad)",
              kwargs=graph_inputs, verify=_graph_verify(graph_inputs, leaves, (6,)),
              hint="the policy gradient flows through this log-probability into the network "
@@ -255,6 +257,10 @@ def _log_prob_mistakes() -> list[Mistake]:
         Mistake("requires_grad_(False) on log_std",
                 lambda m, s, a: _per_dim(m, s.requires_grad_(False), a).sum(-1),
                 hint="requires_grad_(False)"),
+        Mistake("torch Normal with log_std as its scale",
+                lambda m, s, a: Normal(m, s).log_prob(a).sum(-1), hint="not log_std"),
+        Mistake("summed with keepdim=True, shape (B, 1)",
+                lambda m, s, a: _per_dim(m, s, a).sum(-1, keepdim=True), hint="no keepdim"),
         Mistake("std from log_std.data (a detached copy)",
                 lambda m, s, a: (-0.5 * ((a - m) / s.data.exp()) ** 2 - s
                                  - HALF_LOG_2PI).sum(-1),
