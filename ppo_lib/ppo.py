@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -469,39 +470,52 @@ class PPO:
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: Any = None, **overrides) -> "PPO":
+    def load(cls, path: str | os.PathLike, env: Any = None,
+             custom_objects: dict[str, Any] | None = None, **overrides) -> "PPO":
         """Load a model written by ``save``.
 
-        ``env``: the env to continue training in; by default the saved env id is rebuilt
-        (n_envs copies) and its saved state restored, so ``learn(...,
-        reset_num_timesteps=False)`` continues exactly. ``overrides``: hyperparameters to
-        replace, e.g. ``learning_rate=`` for a schedule that could not be saved.
+        The file is data: nothing it names is imported or called. Its class names (the
+        policy, classes in ``policy_kwargs`` such as ``activation_fn``) resolve only to
+        ppo_lib's policies, torch.nn's activations and ``custom_objects``; any other name is
+        a ValueError raised before anything is built.
+
+        ``env``: the env to continue training in (its spaces must be the model's); by
+        default the saved env id is rebuilt (n_envs copies) and its saved state restored,
+        so ``learn(..., reset_num_timesteps=False)`` continues exactly.
+        ``custom_objects``: as SB3's, ``{name: object}`` for the names the file holds, by
+        their saved "module:Class" or bare class name, e.g. ``{"MyPolicy": MyPolicy}`` for
+        a model of your own policy class; a key that is a PPO argument (``learning_rate``)
+        replaces it. ``overrides``: hyperparameters to replace, e.g. ``learning_rate=``
+        for a schedule that could not be saved.
         """
         data = _read(path)
-        hp = dict(data["hyperparameters"])
-        for name, described in data["schedules"].items():
-            hp[name] = None if described is None else (
-                described["value"] if described["kind"] == "constant"
-                else schedule_from_dict(described))
+        custom_objects = _check_custom_objects(custom_objects)
+        # Every name the file holds is resolved first: a refused file builds nothing.
+        policy = data["policy"]
+        if policy not in ("MlpPolicy", "CnnPolicy"):
+            policy = _resolve_name(policy, "policy", "policy", path, custom_objects)
+        policy_kwargs = _unpack_policy_kwargs(data["policy_kwargs"], path, custom_objects)
+        hp = _saved_hyperparameters(data, path)
         seed = hp.pop("seed")
+        overrides = {**{k: v for k, v in custom_objects.items() if k in _ARGUMENTS},
+                     **overrides}
         hp.update(overrides)
         obs_space = _space_from_data(data["observation_space"])
         act_space = _space_from_data(data["action_space"])
+        check_positive_int("the file's n_envs", data["n_envs"])
         same_env = env is None
         if env is None and data["env_id"] is not None:
-            try:
-                env = make_vec_env(data["env_id"], n_envs=data["n_envs"])
-            except Exception:  # env not registered here: a model that can only predict
-                env = None
-            if env is not None and (env.observation_space != obs_space
-                                    or env.action_space != act_space):
-                env.close()  # the saved env had wrappers (e.g. Atari preprocessing):
-                env = None   # pass env= to PPO.load to train on
-        policy = data["policy"]
-        if policy not in ("MlpPolicy", "CnnPolicy"):
-            policy = _import_class(policy, path)
-        model = cls(policy, env, n_envs=data["n_envs"], policy_kwargs=_unpack_policy_kwargs(
-            data["policy_kwargs"]), _spaces=(obs_space, act_space), **hp)
+            env = _rebuild_env(data["env_id"], data["n_envs"], obs_space, act_space, path)
+        elif env is not None:
+            env = make_vec_env(env, n_envs=data["n_envs"])
+            if env.observation_space != obs_space or env.action_space != act_space:
+                raise ValueError(
+                    f"env has observation space {env.observation_space} and action space "
+                    f"{env.action_space}, but the model in {os.fspath(path)!r} was trained "
+                    f"on {obs_space} and {act_space}; pass env= an env with the model's "
+                    f"spaces (the same env id and wrappers), or leave env out to predict only")
+        model = cls(policy, env, n_envs=data["n_envs"], policy_kwargs=policy_kwargs,
+                    _spaces=(obs_space, act_space), **hp)
         model.seed = seed
         model.policy.load_state_dict(data["policy_state"])
         model.optimizer.load_state_dict(data["optimizer_state"])
@@ -635,33 +649,134 @@ def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _import_class(name: str, path) -> type:
-    module, _, qualname = name.partition(":")
+# --- what a model file may name ----------------------------------------------------------
+# A file names classes as "module:qualname". PPO.load resolves such a name only through these
+# tables and custom_objects, never by importing the module it names (a file naming sys:exit
+# or os:system must not run it, nor import a module whose import has side effects).
+_OWN_POLICIES = ("ppo_lib.policies:CategoricalActorCritic",
+                 "ppo_lib.policies:GaussianActorCritic", "ppo_lib.atari:NatureCNNActorCritic")
+# PPO arguments a custom_objects key may replace (SB3's use of custom_objects)
+_ARGUMENTS = frozenset(_PLAIN_HPARAMS) | {"learning_rate", "clip_range", "clip_range_vf"}
+
+
+def _activations() -> dict[str, type[nn.Module]]:
+    """torch.nn's activation classes (those of torch.nn.modules.activation), by the names a
+    file may give them: "torch.nn.modules.activation:ReLU" (what save writes), "torch.nn:ReLU"."""
+    from torch.nn.modules import activation
+    found = {}
+    for attr, obj in vars(activation).items():
+        if (isinstance(obj, type) and issubclass(obj, nn.Module)
+                and obj.__module__ == activation.__name__):
+            found[f"{activation.__name__}:{attr}"] = found[f"torch.nn:{attr}"] = obj
+    return found
+
+
+def _check_custom_objects(custom_objects) -> dict[str, Any]:
+    if custom_objects is None:
+        return {}
+    if not isinstance(custom_objects, dict) or not all(isinstance(k, str)
+                                                       for k in custom_objects):
+        raise TypeError(f"custom_objects must be a dict mapping a name the file holds "
+                        f"(\"module:Class\" or \"Class\") to the object, e.g. "
+                        f"{{'MyPolicy': MyPolicy}}, got {custom_objects!r}")
+    return custom_objects
+
+
+def _resolve_name(name: Any, kind: str, where: str, path, custom_objects: dict) -> Any:
+    """The object the file's ``name`` stands for, from custom_objects (by the whole name,
+    the qualified or the bare class name) or the allowed table of ``kind`` ("policy":
+    ppo_lib's policies, "class": torch.nn activations). Imports only ppo_lib's own modules."""
+    if not isinstance(name, str):
+        raise ValueError(f"{os.fspath(path)!r} holds {name!r} where a class name belongs "
+                         f"({where}): not a file written by PPO.save")
+    qualname = name.partition(":")[2] or name
+    for key in (name, qualname, qualname.rpartition(".")[2]):
+        if key in custom_objects:
+            return custom_objects[key]
+    if kind == "policy" and name in _OWN_POLICIES:
+        module, _, attr = name.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    if kind == "class" and name in _activations():
+        return _activations()[name]
+    allowed = ("ppo_lib's policies (CategoricalActorCritic, GaussianActorCritic, "
+               "NatureCNNActorCritic)" if kind == "policy"
+               else "torch.nn's activations (torch.nn.ReLU, torch.nn.Tanh, ...)")
+    bare = qualname.rpartition(".")[2]
+    raise ValueError(
+        f"{os.fspath(path)!r} names {name!r} as its {where}, which PPO.load will not import: "
+        f"a model file may name only {allowed} (nothing a file names is imported or run). "
+        f"If you trust the file and the class is yours, import it and pass it: "
+        f"PPO.load(path, custom_objects={{{bare!r}: {bare}}})")
+
+
+def _pack_policy_kwargs(value: Any, where: str = "policy_kwargs") -> Any:
+    """Classes (at any depth) -> {"__module_class__": "module:qualname"}; a file holds no
+    code, so a function or other callable is refused before anything is written."""
+    if isinstance(value, type):
+        return {"__module_class__": _class_path(value)}
+    if isinstance(value, dict):
+        return {k: _pack_policy_kwargs(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_pack_policy_kwargs(v, f"{where}[{i}]")
+                           for i, v in enumerate(value))
+    if callable(value):
+        raise ValueError(f"{where} is {value!r}, a function: a model file holds data and "
+                         f"class names only; pass a class (e.g. activation_fn=torch.nn.ReLU), "
+                         f"not a function or an instance")
+    return value
+
+
+def _unpack_policy_kwargs(value: Any, path, custom_objects: dict,
+                          where: str = "policy_kwargs") -> Any:
+    """Inverse of ``_pack_policy_kwargs``, each class name through ``_resolve_name``."""
+    if isinstance(value, dict):
+        if "__module_class__" in value:
+            return _resolve_name(value["__module_class__"], "class", where, path,
+                                 custom_objects)
+        return {k: _unpack_policy_kwargs(v, path, custom_objects, f"{where}[{k!r}]")
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unpack_policy_kwargs(v, path, custom_objects, f"{where}[{i}]")
+                           for i, v in enumerate(value))
+    return value
+
+
+def _saved_hyperparameters(data: dict, path) -> dict:
+    """The file's hyperparameters and schedules as PPO arguments: only the plain numbers
+    save writes (a file cannot set, say, tensorboard_log or loss_fn)."""
+    hp = dict(data["hyperparameters"])
+    unknown = sorted(set(hp) - set(_PLAIN_HPARAMS)) + sorted(
+        set(data["schedules"]) - {"learning_rate", "clip_range", "clip_range_vf"})
+    bad = [k for k, v in hp.items() if not isinstance(v, (bool, int, float, type(None)))]
+    if unknown or bad:
+        raise ValueError(f"{os.fspath(path)!r} holds hyperparameters PPO.save does not write "
+                         f"({unknown or bad}): not a file written by PPO.save; pass such "
+                         f"arguments to PPO.load as keywords instead")
+    for name, described in data["schedules"].items():
+        hp[name] = None if described is None else (
+            described["value"] if described["kind"] == "constant"
+            else schedule_from_dict(described))
+    return hp
+
+
+def _rebuild_env(env_id: Any, n_envs: int, obs_space, act_space, path) -> VecEnv | None:
+    """The saved env id rebuilt, or None (a model that can only predict) when it is not
+    registered here or its spaces differ (the saved env had wrappers)."""
+    if not isinstance(env_id, str) or ":" in env_id:
+        # gym.make("module:Env-v0") imports the module: a file must not make that happen
+        raise ValueError(f"{os.fspath(path)!r} names the env {env_id!r}, whose module "
+                         f"prefix gymnasium would import; PPO.load imports nothing a file "
+                         f"names: import the module yourself and pass env=")
+    if env_id not in gym.registry:
+        return None  # e.g. registered by a package not imported here: pass env= to train
     try:
-        obj = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"{os.fspath(path)!r} needs the class {name}, which cannot be "
-                         f"imported here ({err}); define it in an importable module (a class "
-                         f"defined in a notebook cell cannot be found again by name)") from err
-    return obj
-
-
-def _pack_policy_kwargs(kwargs: dict) -> dict:
-    out = {}
-    for key, value in kwargs.items():
-        if isinstance(value, type) and issubclass(value, nn.Module):
-            out[key] = {"__module_class__": _class_path(value)}
-        else:
-            out[key] = value
-    return out
-
-
-def _unpack_policy_kwargs(kwargs: dict) -> dict:
-    return {key: _import_class(value["__module_class__"], "<model file>")
-            if isinstance(value, dict) and "__module_class__" in value else value
-            for key, value in kwargs.items()}
+        env = make_vec_env(env_id, n_envs=n_envs)
+    except Exception:  # registered but not buildable here (a missing dependency)
+        return None
+    if env.observation_space != obs_space or env.action_space != act_space:
+        env.close()  # the saved env had wrappers (e.g. Atari preprocessing):
+        return None  # pass env= to PPO.load to train on
+    return env
 
 
 def _space_to_data(space: spaces.Space) -> dict:

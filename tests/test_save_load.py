@@ -160,3 +160,170 @@ def test_wrapped_env_is_not_rebuilt_wrongly(tmp_path):
     again = PPO.load(tmp_path / "w.pt", env=[wrapped_cartpole])
     again.learn(32)
     assert again.num_timesteps == 32
+
+
+# --- a model file runs no code: names resolve through an allow-list ------------------------
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from ppo_lib.policies import CategoricalActorCritic  # noqa: E402
+
+
+def crafted(tmp_path, change, name="crafted.pt"):
+    """A real saved CartPole model with ``change(data)`` applied: what someone could send."""
+    base = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL).save(tmp_path / f"base-{name}")
+    data = torch.load(base, weights_only=True)
+    change(data)
+    torch.save(data, tmp_path / name)
+    return tmp_path / name
+
+
+def set_policy(name):
+    def change(data):
+        data["policy"] = name
+    return change
+
+
+def set_kwargs(**kwargs):
+    def change(data):
+        data["policy_kwargs"].update(kwargs)
+    return change
+
+
+def tag(name):
+    return {"__module_class__": name}
+
+
+def set_env_id(env_id):
+    def change(data):
+        data["env_id"] = env_id
+    return change
+
+
+@pytest.fixture
+def no_imports_no_folders(tmp_path, monkeypatch):
+    """Yields a check: no module was imported and no temporary folder made since."""
+    PPO.load(PPO("MlpPolicy", "CartPole-v1", **SMALL).save(tmp_path / "warm.pt"))  # warm-up
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmpdir"))
+    os.mkdir(tmp_path / "tmpdir")
+    before = set(sys.modules)
+
+    def check():
+        assert set(sys.modules) == before, set(sys.modules) - before
+        assert os.listdir(tmp_path / "tmpdir") == []
+    return check
+
+
+@pytest.mark.parametrize("change, name", [
+    (set_policy("sys:exit"), "sys:exit"),
+    (set_policy("tempfile:mkdtemp"), "tempfile:mkdtemp"),
+    (set_policy("os:system"), "os:system"),
+    (set_policy("torch.nn.modules.activation:ReLU"), "ReLU"),  # allowed, but not as a policy
+    (set_policy(["sys", "exit"]), "sys"),
+    (set_kwargs(activation_fn=tag("os:system")), r"os:system.*policy_kwargs\['activation_fn'\]"),
+    (set_kwargs(activation_fn=tag("tempfile:mkdtemp")), "tempfile:mkdtemp"),
+    (set_kwargs(activation_fn=tag("torch.nn.modules.activation:NoSuchThing")), "NoSuchThing"),
+    (set_kwargs(optimizer_class=tag("sys:exit")), r"policy_kwargs\['optimizer_class'\]"),
+    (set_kwargs(features_extractor_class=tag("subprocess:Popen")), "subprocess:Popen"),
+    (set_kwargs(net_arch=dict(pi=[8, tag("tempfile:mkdtemp")], vf=[8])),
+     r"tempfile:mkdtemp.*policy_kwargs\['net_arch'\]\['pi'\]\[1\]"),
+    (set_kwargs(extra=[{"deep": (1, tag("os:system"))}]), "os:system"),
+    (set_env_id("tempfile:CartPole-v1"), "tempfile:CartPole-v1.*env="),
+])
+def test_load_refuses_names_outside_the_allow_list(tmp_path, no_imports_no_folders, change,
+                                                   name):
+    path = crafted(tmp_path, change)
+    with pytest.raises(ValueError, match=name):
+        PPO.load(path)
+    no_imports_no_folders()
+
+
+def test_load_refuses_options_save_never_writes(tmp_path, no_imports_no_folders):
+    def tensorboard(data):
+        data["hyperparameters"]["tensorboard_log"] = str(tmp_path / "tmpdir" / "tb")
+    with pytest.raises(ValueError, match="tensorboard_log.*not a file written by PPO.save"):
+        PPO.load(crafted(tmp_path, tensorboard))
+    no_imports_no_folders()
+
+
+@pytest.fixture
+def fresh_package(tmp_path, monkeypatch):
+    """A package not imported yet, whose import would write a marker file."""
+    name = f"ppo_lib_marker_{uuid.uuid4().hex}"
+    folder = tmp_path / "site" / name
+    folder.mkdir(parents=True)
+    marker = tmp_path / "imported.txt"
+    (folder / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('imported')\n"
+        f"from ppo_lib.policies import CategoricalActorCritic as Policy\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    yield name, marker
+    assert name not in sys.modules and not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["policy", "activation_fn", "env_id"])
+def test_load_never_imports_a_module_the_file_names(tmp_path, fresh_package, where):
+    name, marker = fresh_package
+    change = {"policy": set_policy(f"{name}:Policy"),
+              "activation_fn": set_kwargs(activation_fn=tag(f"{name}:Act")),
+              "env_id": set_env_id(f"{name}:CartPole-v1")}[where]
+    with pytest.raises(ValueError, match=name):
+        PPO.load(crafted(tmp_path, change))
+    assert name not in sys.modules and not marker.exists()
+
+
+def test_custom_objects_map_a_name_without_importing_it(tmp_path, fresh_package):
+    name, _ = fresh_package
+    path = crafted(tmp_path, set_policy(f"{name}:Policy"))
+    for key in (f"{name}:Policy", "Policy"):
+        loaded = PPO.load(path, custom_objects={key: CategoricalActorCritic})
+        assert type(loaded.policy) is CategoricalActorCritic
+
+
+class TinyPolicy(CategoricalActorCritic):
+    """A learner's own policy class."""
+
+
+class Swish(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+def test_custom_objects_allow_a_users_own_classes(tmp_path):
+    model = PPO(TinyPolicy, "CartPole-v1", seed=0, **SMALL,
+                policy_kwargs=dict(activation_fn=Swish)).learn(64)
+    model.save(tmp_path / "own.pt")
+    with pytest.raises(ValueError, match=r"TinyPolicy.*custom_objects=\{'TinyPolicy': "):
+        PPO.load(tmp_path / "own.pt")
+    with pytest.raises(ValueError, match=r"Swish.*activation_fn.*torch.nn's activations"):
+        PPO.load(tmp_path / "own.pt", custom_objects={"TinyPolicy": TinyPolicy})
+    full = f"{TinyPolicy.__module__}:TinyPolicy"
+    loaded = PPO.load(tmp_path / "own.pt", custom_objects={full: TinyPolicy, "Swish": Swish})
+    assert type(loaded.policy) is TinyPolicy
+    assert isinstance(loaded.policy.mlp_extractor.policy_net[1], Swish)
+    obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
+                                  model.predict(obs, deterministic=True)[0])
+    loaded.learn(32, reset_num_timesteps=False)  # and trains on
+
+
+def test_custom_objects_replace_arguments_as_sb3_and_must_be_a_dict(tmp_path):
+    PPO("MlpPolicy", "CartPole-v1", **SMALL).save(tmp_path / "m.pt")
+    loaded = PPO.load(tmp_path / "m.pt", custom_objects={"learning_rate": 1e-4})
+    assert loaded.lr_schedule(1.0) == 1e-4
+    assert loaded.optimizer.param_groups[0]["lr"] == 1e-4
+    with pytest.raises(TypeError, match="custom_objects must be a dict"):
+        PPO.load(tmp_path / "m.pt", custom_objects=[TinyPolicy])
+
+
+def test_save_refuses_a_function_in_policy_kwargs_and_keeps_the_old_file(tmp_path):
+    path = PPO("MlpPolicy", "CartPole-v1", **SMALL).save(tmp_path / "m.pt")
+    before = open(path, "rb").read()
+    model = PPO("MlpPolicy", "CartPole-v1", **SMALL,
+                policy_kwargs=dict(activation_fn=lambda: nn.ReLU()))
+    with pytest.raises(ValueError, match=r"policy_kwargs\['activation_fn'\] is .*a function"):
+        model.save(path)
+    assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["m.pt"]
