@@ -221,6 +221,15 @@ def _dr_loop(rewards, dones, gamma, last_values=None, *, steps=None, mask_next=F
     return out
 
 
+def _dr_reversed_list(rewards, dones, gamma, last_values=None):
+    g = torch.zeros_like(rewards[0]) if last_values is None else last_values
+    out = []
+    for t in reversed(range(len(rewards))):
+        g = rewards[t] + gamma * (1 - dones[t]) * g
+        out.append(g)
+    return torch.stack(out)  # built from the last step backwards, never reversed
+
+
 def _dr_forward(rewards, dones, gamma, last_values=None):
     out = torch.zeros_like(rewards)
     g = torch.zeros_like(rewards[0])
@@ -258,6 +267,9 @@ DR_KNOWN = [
     Known("accumulates forwards in time", _dr_forward, "forwards in time",
           "you accumulate forwards in time: G_t sums the FUTURE rewards, loop from t = T - 1 "
           "down to 0"),
+    Known("returns the list built backwards without reversing it", _dr_reversed_list,
+          "reverse order", "your returns are in reverse order: you built them from the last "
+          "step backwards, so reverse the list (or write into out[t])"),
     Known("loop over range(T - 1) skips the last step",
           lambda r, d, g, lv=None: _dr_loop(r, d, g, lv, steps=lambda n: reversed(range(n - 1))),
           "misses a step",
@@ -300,8 +312,8 @@ def discounted_returns_cases() -> list[Case]:
         return _case(name, returns.discounted_returns, args, kwargs, hint=hint, known=DR_KNOWN,
                      expected=expected)
     return [
-        case("one episode, no ends, gamma 0.9", (T([1.0, 1.0, 1.0]), T([0.0, 0.0, 0.0]), 0.9),
-             expected=T([2.71, 1.9, 1.0]), hint=HINT_BACKWARDS),
+        case("one episode, no ends, gamma 0.9", (T([1.0, 2.0, 3.0]), T([0.0, 0.0, 0.0]), 0.9),
+             expected=T([5.23, 4.7, 3.0]), hint=HINT_BACKWARDS),
         case("gamma 0 gives the rewards", (T([1.0, 2.0, 3.0]), T([0.0, 0.0, 0.0]), 0.0),
              expected=T([1.0, 2.0, 3.0]), hint="with gamma = 0 only the immediate reward counts"),
         case("the step that ends an episode keeps its reward", (T([1.0, 2.0]), T([0.0, 1.0]), 0.5),
@@ -387,6 +399,12 @@ def _gae_variant(**switches):
     return lambda r, v, d, lv, g, lam: _gae_loop(r, v, d, lv, g, lam, **switches)
 
 
+def _gae_reversed_list(rewards, values, dones, last_values, gamma, gae_lambda):
+    advantages, _ = returns.gae(rewards, values, dones, last_values, gamma, gae_lambda)
+    flipped = advantages.flip(0)  # appended from the last step backwards, never reversed
+    return flipped, flipped + values
+
+
 def _gae_monte_carlo_target(rewards, values, dones, last_values, gamma, gae_lambda):
     advantages, _ = returns.gae(rewards, values, dones, last_values, gamma, gae_lambda)
     return advantages, returns.discounted_returns(rewards, dones, gamma, last_values)
@@ -432,6 +450,9 @@ GAE_KNOWN = [
           _gae_variant(normalize="both"), "normalise",
           "you normalise the advantages: gae returns them raw (PPO standardises each "
           "minibatch later), and returns = raw advantages + values"),
+    Known("returns the advantages built backwards without reversing them", _gae_reversed_list,
+          "reverse order", "your advantages are in reverse order: you built them from the "
+          "last step backwards, so reverse the list (or write into advantages[t])"),
     Known("loop over range(T - 1) skips the last step",
           _gae_variant(steps=lambda n: reversed(range(n - 1))), "misses a step",
           "your loop misses a step: reversed(range(T)) visits every t from T - 1 down to 0 "
@@ -704,6 +725,8 @@ def conjugate_gradient_cases() -> list[Case]:
              (_matvec(two), T([1.0, -2.0, 0.5], dtype=torch.float64)), {"iters": 5},
              expected=T([0.5, -1.0, 0.25], dtype=torch.float64),
              hint="stop as soon as r.r < tol: with r = 0 the next alpha would be 0 / 0"),
+        case("tol = 0.0 (as lesson 02 calls it): all iters run", (_matvec(a8), b8),
+             {"iters": 4, "tol": 0.0}, hint="with tol = 0 the loop never stops early"),
         case("8 x 8 SPD, tol = 0.01: stop once r.r < tol", (_matvec(a8), b8),
              {"iters": 10, "tol": 0.01},
              hint="tol bounds r.r (the squared norm of the residual), checked before each step"),
@@ -764,6 +787,14 @@ CSL_KNOWN = [
     Known("mean over axis 0 only", lambda r, a, eps: -_surrogate(r, a, eps).mean(0),
           "every entry", "you average over axis 0 only: the loss is one number, the mean "
           "over every entry (.mean() with no dim)"),
+    Known("clips to [1 / (1 + eps), 1 + eps]",
+          lambda r, a, eps: -torch.min(r * a, r.clamp(1 / (1 + eps), 1 + eps) * a).mean(),
+          "1 / (1 + eps)", "your lower bound is 1 / (1 + eps): the range is [1 - eps, 1 + eps] "
+          "(r = 0.82 is inside for eps 0.2)"),
+    Known("clips log r to [-eps, eps]",
+          lambda r, a, eps: -torch.min(r * a, r.log().clamp(-eps, eps).exp() * a).mean(),
+          "log r", "you clip log r to [-eps, eps]: the range is on r itself, [1 - eps, 1 + eps] "
+          "(r = 1.21 is above 1.2)"),
     Known("hard-coded eps = 0.2", lambda r, a, eps: -_surrogate(r, a, 0.2).mean(), "use clip_range",
           "your clip range stays 0.2: use clip_range"),
     Known("normalises the advantages inside the loss", _csl_normalizes,
@@ -830,6 +861,11 @@ def clipped_surrogate_loss_cases() -> list[Case]:
                    "with .mean(), not .sum()")),
         case("clip_range is an argument (0.1 here)", (T([1.15, 0.85]), T([1.0, -1.0]), 0.1),
              hint="use clip_range, not a hard-coded 0.2"),
+        case("ratios just inside and outside 0.8 and 1.2: 0.79, 0.81, 0.82, 1.19, 1.21",
+             (T([0.79, 0.81, 0.82, 1.19, 1.21, 0.79, 0.81, 0.82, 1.19, 1.21]),
+              T([-1.0, -1.0, -1.0, 1.0, 1.0, 2.0, 2.0, -2.0, -2.0, -2.0]), 0.2),
+             hint="the bounds are 1 - eps = 0.8 and 1 + eps = 1.2 on r itself: "
+                  "torch.clamp(ratio, 1 - clip_range, 1 + clip_range)"),
         case("(T, N) = (4, 3): the mean over every entry", (_random((4, 3), 91, 0.6, 1.4),
                                                              _random((4, 3), 92, -2, 2), 0.2),
              hint="one scalar: .mean() over every entry (ratio.numel() of them, not len(ratio))"),
@@ -930,6 +966,9 @@ VL_KNOWN = [
           "you multiply by 1/2: SB3's value loss is the plain MSE, no 1/2 factor"),
     Known("mean absolute error", _vl_with(lambda v, r: (r - v).abs().mean()), "squared",
           "you take the absolute error: the loss is the mean of the squared errors"),
+    Known("root mean squared error", _vl_with(lambda v, r: ((r - v) ** 2).mean().sqrt()),
+          "no square root", "you take the square root: the loss is the mean squared error "
+          "itself (no square root)"),
     Known("sum instead of mean", _vl_with(lambda v, r: ((r - v) ** 2).sum()), "not .sum()",
           "you sum the squared errors: average with .mean() (not .sum())"),
     Known("divides the sum by len(values)", _vl_with(lambda v, r: ((r - v) ** 2).sum() / len(v)),
@@ -1206,6 +1245,12 @@ EV_KNOWN = [
           "offset is explained)"),
     Known("standard deviations instead of variances", _ev_std, "variances, not",
           "you divide standard deviations: EV uses variances, not standard deviations"),
+    Known("Var(values) / Var(returns)",
+          lambda v, r: (v.double().var() / r.double().var()).item(), "residuals",
+          "you compare Var(values) with Var(returns): EV uses the residuals, "
+          "1 - Var(returns - values) / Var(returns)"),
+    Known("forgets the 1 -", lambda v, r: 1 - diagnostics.explained_variance(v, r), "1 -",
+          "you return Var(returns - values) / Var(returns): EV is 1 minus that"),
     Known("clipped at 0", lambda v, r: max(0.0, diagnostics.explained_variance(v, r)),
           "do not clip", "you clip at 0: EV can be below 0 (worse than predicting the mean), "
           "do not clip it"),
