@@ -453,11 +453,17 @@ def _read_sb3_log_cases() -> list[Case]:
              expected="lower learning_rate",
              hint="the log asks for what its last rows say: average the last few rows (5), "
                   "not the whole log, where 14 healthy rows hide the trouble"),
-        Case("a collapse whose approx_kl is tiny but not 0",
-             args=(_log(3e-5, 0.0, 0.9, ep_rew_mean=9.0, entropy=0.004),),
+        Case("very timid updates (approx_kl 5e-5) with a healthy entropy",
+             args=(_log(5e-5, 0.0, 0.7, entropy=0.65),), expected="raise learning_rate",
+             hint="approx_kl far below 0.001 with a healthy entropy (-train/entropy_loss = "
+                  "0.65) is timid, not collapsed: the collapse test is the entropy, not a "
+                  "small approx_kl"),
+        Case("a collapse whose approx_kl is small but not 0",
+             args=(_log(4e-4, 0.0, 0.9, ep_rew_mean=9.0, entropy=0.004),),
              expected="lower learning_rate",
              hint="detect the collapse by the entropy (-train/entropy_loss below 0.01), not "
-                  "by approx_kl == 0: a collapsed policy's approx_kl is tiny, seldom exactly 0"),
+                  "by approx_kl == 0: a collapsed policy's approx_kl is small, seldom exactly "
+                  "0"),
     ]
 
 
@@ -548,6 +554,9 @@ def _read_sb3_log_mistakes() -> list[Mistake]:
                 hint="not the whole log"),
         Mistake("reads the first rows that measured each metric", _rules(read=_first_rows),
                 hint="not its first rows"),
+        Mistake("detects a collapse by approx_kl below 1e-4",
+                _rules(collapse=lambda kl, ent: kl is not None and kl < 1e-4),
+                hint="the collapse test is the entropy"),
         Mistake("detects a collapse by approx_kl == 0",
                 _rules(collapse=lambda kl, ent: kl == 0), hint="not by approx_kl == 0"),
     ]
