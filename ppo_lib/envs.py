@@ -30,7 +30,8 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space,
     if not isinstance(observation_space, spaces.Box):
         raise ValueError(f"observation space {observation_space} is not supported: ppo_lib "
                          f"needs a Box observation space (flatten Dict/Tuple/Discrete "
-                         f"observations first, e.g. gymnasium.wrappers.FlattenObservation)")
+                         f"observations first, e.g. gymnasium.wrappers.FlattenObservation; "
+                         f"SB3's MultiInputPolicy has no counterpart here)")
     if flat_obs and len(observation_space.shape) != 1:
         raise ValueError(f"observation space {observation_space} is not flat: \"MlpPolicy\" "
                          f"needs a Box of shape (obs_dim,); for images pass a CNN policy "
@@ -73,15 +74,23 @@ class VecEnv:
                  stats_window: int = 100):
         if len(env_fns) == 0:
             raise ValueError("env_fns must hold at least one env factory, got an empty list")
-        self.envs = [fn() for fn in env_fns]
+        self.envs = [_checked_env(fn(), fn, i) for i, fn in enumerate(env_fns)]
         self.num_envs = len(self.envs)
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
+        _check_observation_space(self.observation_space)
+        for i, env in enumerate(self.envs[1:], 1):
+            if (env.observation_space != self.observation_space
+                    or env.action_space != self.action_space):
+                raise ValueError(f"env {i} has spaces {env.observation_space}, "
+                                 f"{env.action_space} but env 0 has {self.observation_space}, "
+                                 f"{self.action_space}: every env of a VecEnv needs the same")
         self.seed = seed
         self.spec = self.envs[0].spec
         self._discrete = isinstance(self.action_space, spaces.Discrete)
         dtype = self.observation_space.dtype
-        self._obs = np.zeros((self.num_envs, *self.observation_space.shape), dtype=dtype)
+        self._obs_shape = tuple(self.observation_space.shape)
+        self._obs = np.zeros((self.num_envs, *self._obs_shape), dtype=dtype)
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
         self.episode_returns: deque[float] = deque(maxlen=stats_window)  # last finished ones
@@ -93,7 +102,7 @@ class VecEnv:
         """Reset every env (seeded with seed + i if a seed was given) -> obs (n_envs, ...)."""
         for i, env in enumerate(self.envs):
             seed = None if self.seed is None else self.seed + i
-            self._obs[i], _ = env.reset(seed=seed)
+            self._obs[i] = self._checked_obs(i, _reset_obs(env, i, seed), "reset()")
             if seed is not None:
                 env.action_space.seed(seed)
         self.seed = None  # later resets continue each env's random stream
@@ -113,7 +122,14 @@ class VecEnv:
         ep_lengths = np.zeros(n, dtype=np.int64)
         actions = actions.tolist() if self._discrete else actions
         for i, env in enumerate(self.envs):
-            obs, reward, term, trunc, _ = env.step(actions[i])
+            result = env.step(actions[i])
+            if not isinstance(result, (tuple, list)) or len(result) != 5:
+                raise _old_api_step(env, i, result)
+            obs, reward, term, trunc, _ = result
+            if np.shape(obs) != self._obs_shape:
+                self._checked_obs(i, obs, "step()")
+            if not isinstance(reward, (int, float, np.number)):
+                reward = _number_reward(env, i, reward)
             rewards[i], terminated[i], truncated[i] = reward, term, trunc
             self._returns[i] += reward
             self._lengths[i] += 1
@@ -127,7 +143,7 @@ class VecEnv:
                 self.episode_lengths.append(int(self._lengths[i]))
                 self.episode_count += 1
                 self._returns[i], self._lengths[i] = 0.0, 0
-                obs, _ = env.reset()
+                obs = self._checked_obs(i, _reset_obs(env, i), "reset()")
             self._obs[i] = obs
         infos: dict[str, Any] = {"_final_obs": ended,
                                  "final_obs": final_obs if final_obs is not None
@@ -140,6 +156,17 @@ class VecEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+    def _checked_obs(self, i: int, obs, where: str):
+        """``obs`` if it has the observation space's shape, else a ValueError saying so."""
+        if np.shape(obs) != self._obs_shape:
+            raise ValueError(
+                f"env {i} ({_name(self.envs[i])}) returned an observation of shape "
+                f"{np.shape(obs)} from {where}, but its observation_space is "
+                f"{self.observation_space}, shape {self._obs_shape}: the env and its "
+                f"observation_space disagree (a wrapper that changes observations must "
+                f"change observation_space too)")
+        return obs
 
     # --- exact resume --------------------------------------------------------------------
     def get_state(self) -> dict:
@@ -175,6 +202,80 @@ class VecEnv:
         self.episode_lengths.extend(state["episode_lengths"])
         self.episode_count = state["episode_count"]
         return exact
+
+
+# --- clear errors for envs ppo_lib cannot use --------------------------------------------
+_FLATTEN = ("flatten them into one Box first, e.g. gymnasium.wrappers.FlattenObservation(env) "
+            "(SB3's MultiInputPolicy has no counterpart here)")
+
+
+def _name(env) -> str:
+    spec = getattr(env, "spec", None)
+    return spec.id if spec is not None else type(env).__name__
+
+
+def _checked_env(env, factory, i: int):
+    """What an env factory returned, if it is an env (has the gymnasium API's reset, step
+    and spaces), else a ValueError naming the factory and what it returned."""
+    if isinstance(env, type):
+        raise ValueError(f"env factory {i} ({factory!r}) returned the class {env.__name__}, "
+                         f"not an env: return an instance, e.g. lambda: {env.__name__}()")
+    if isinstance(env, gym.Env) or all(hasattr(env, a) for a in
+                                       ("reset", "step", "observation_space", "action_space")):
+        return env
+    raise ValueError(f"env factory {i} ({factory!r}) returned {env!r} ({type(env).__name__}), "
+                     f"not an env: a factory is a function of no arguments that returns a "
+                     f"gymnasium.Env, e.g. lambda: gymnasium.make(\"CartPole-v1\")")
+
+
+def _check_observation_space(space) -> None:
+    if isinstance(space, (spaces.Dict, spaces.Tuple)) or getattr(space, "shape", None) is None:
+        raise ValueError(f"observation space {space} is not supported: ppo_lib's policies take "
+                         f"a Box observation; {_FLATTEN}")
+
+
+_OLD_API = ("this looks like the old gym API (gym < 0.26); ppo_lib needs gymnasium's, where "
+            "reset(seed=...) returns (obs, info) and step returns (obs, reward, terminated, "
+            "truncated, info): port the env, or wrap it with shimmy "
+            "(gymnasium.make(\"GymV21Environment-v0\", env=env))")
+
+
+def _reset_obs(env, i: int, seed: int | None = None):
+    """The observation of ``env.reset(seed=seed)``, or a ValueError for the old API."""
+    try:
+        result = env.reset(seed=seed) if seed is not None else env.reset()
+    except TypeError as err:
+        if "seed" not in str(err):
+            raise
+        raise ValueError(f"env {i} ({_name(env)}).reset does not take seed= ({err}): "
+                         f"{_OLD_API}") from None
+    if type(result) is not tuple or len(result) != 2 or not isinstance(result[1], dict):
+        raise ValueError(f"env {i} ({_name(env)}).reset() returned {_short(result)}, not "
+                         f"(obs, info): {_OLD_API}")
+    return result[0]
+
+
+def _number_reward(env, i: int, reward) -> float:
+    """A reward that is not a Python or numpy number: one number in an array, else an error
+    (numpy would store None as NaN and a string as its value, silently)."""
+    arr = np.asarray(reward) if not isinstance(reward, (str, bytes)) else np.asarray(None)
+    if arr.size != 1 or arr.dtype.kind not in "biuf":
+        raise ValueError(f"env {i} ({_name(env)}) returned the reward {_short(reward)} from "
+                         f"step(); a reward must be a number (a float)")
+    return float(arr.reshape(()))
+
+
+def _old_api_step(env, i: int, result) -> ValueError:
+    count = len(result) if isinstance(result, (tuple, list)) else None
+    got = f"{count} values" if count is not None else _short(result)
+    return ValueError(f"env {i} ({_name(env)}).step() returned {got}, not (obs, reward, "
+                      f"terminated, truncated, info)"
+                      + (f": {_OLD_API}" if count == 4 else ""))
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _find_wrapper(env: gym.Env, cls: type) -> gym.Env | None:

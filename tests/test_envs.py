@@ -113,3 +113,116 @@ def test_normalizer_as_vecnormalize():
     assert abs(out[0, 0]) < 10.0 + 1e-6  # clipped to +-10
     r = norm.reward(np.array([4.0]), np.array([True]))
     assert norm.returns[0] == 0.0 and r.shape == (1,)
+
+
+# --- clear errors for envs that do not fit ----------------------------------------------
+from ppo_lib.ppo import PPO  # noqa: E402
+
+SMALL = dict(n_steps=8, batch_size=8, n_epochs=1)
+
+
+@pytest.mark.parametrize("factory, match", [
+    (lambda: 42, r"env factory 0 \(.*\) returned 42 \(int\), not an env.*lambda: gymnasium"),
+    (lambda: None, r"returned None \(NoneType\), not an env"),
+    (lambda: "CartPole-v1", r"returned 'CartPole-v1' \(str\), not an env"),
+    (lambda: CountEnv, r"returned the class CountEnv, not an env.*lambda: CountEnv\(\)"),
+])
+def test_factory_returning_a_non_env_is_named(factory, match):
+    with pytest.raises(ValueError, match=match):
+        VecEnv([factory])
+    with pytest.raises(ValueError, match=match):
+        PPO("MlpPolicy", [factory], **SMALL)
+
+
+class DictObsEnv(CountEnv):
+    observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1, 1, (2,)),
+                                         "goal": gym.spaces.Box(-1, 1, (2,))})
+
+
+class TupleObsEnv(CountEnv):
+    observation_space = gym.spaces.Tuple((gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(3)))
+
+
+@pytest.mark.parametrize("env_cls, kind", [(DictObsEnv, "Dict"), (TupleObsEnv, "Tuple")])
+def test_dict_and_tuple_observations_are_refused_with_the_flattening_wrapper(env_cls, kind):
+    match = f"{kind}.*not supported.*FlattenObservation"
+    with pytest.raises(ValueError, match=match):
+        PPO("MlpPolicy", [env_cls], **SMALL)
+    with pytest.raises(ValueError, match=match):
+        make_vec_env(env_cls())
+
+
+class OldResetEnv(CountEnv):
+    def reset(self, *, seed=None, options=None):
+        return super().reset(seed=seed)[0]  # obs only, as gym < 0.26
+
+
+class OldStepEnv(CountEnv):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated or truncated, info  # (obs, reward, done, info)
+
+
+class NoSeedResetEnv(CountEnv):
+    def reset(self):
+        return super().reset()
+
+
+class NoneRewardEnv(CountEnv):
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, None, terminated, truncated, info
+
+
+class WrongShapeEnv(CountEnv):
+    """Declares obs (1,) but returns (3,) from step (from reset too with at_reset)."""
+
+    at_reset = False
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed)
+        return (np.zeros(3, np.float32) if self.at_reset else obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return np.zeros(3, np.float32), reward, terminated, truncated, info
+
+
+class WrongShapeAtResetEnv(WrongShapeEnv):
+    at_reset = True
+
+
+class BroadcastingObsEnv(gym.Env):
+    """Declares obs (4,) but returns (1,): numpy would broadcast it into the buffer."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 1.0, False, False, {}
+
+
+@pytest.mark.parametrize("env_cls, match", [
+    (OldResetEnv, r"env 0 \(OldResetEnv\).reset\(\) returned array.*not \(obs, info\).*old gym "
+                  r"API.*shimmy"),
+    (OldStepEnv, r"env 0 \(OldStepEnv\).step\(\) returned 4 values, not \(obs, reward, "
+                 r"terminated, truncated, info\).*old gym API"),
+    (NoSeedResetEnv, r"reset does not take seed=.*old gym API"),
+    (NoneRewardEnv, r"env 0 \(NoneRewardEnv\) returned the reward None from step\(\); a reward "
+                    r"must be a number"),
+    (WrongShapeEnv, r"env 0 \(WrongShapeEnv\) returned an observation of shape \(3,\) from "
+                    r"step\(\), but its observation_space is Box.*shape \(1,\)"),
+    (WrongShapeAtResetEnv, r"observation of shape \(3,\) from reset\(\)"),
+    (BroadcastingObsEnv, r"observation of shape \(1,\) from step\(\).*shape \(4,\)"),
+])
+def test_envs_that_break_the_api_are_named(env_cls, match):
+    with pytest.raises(ValueError, match=match):
+        PPO("MlpPolicy", [env_cls], seed=0, **SMALL).learn(16)
+
+
+def test_vec_env_envs_must_share_spaces():
+    with pytest.raises(ValueError, match=r"env 1 has spaces .*\(4,\).*env 0 has .*\(1,\)"):
+        VecEnv([count_env, lambda: gym.make("CartPole-v1")])
