@@ -233,7 +233,14 @@ class _AtariFactory:
 # The Nature CNN actor-critic (SB3's CnnPolicy).
 
 def conv_output_size(size: int, kernel_size: int, stride: int, padding: int = 0) -> int:
-    """Side of a convolution's output: floor((size - kernel_size + 2 padding) / stride) + 1."""
+    """Side of a convolution's output: floor((size - kernel_size + 2 padding) / stride) + 1.
+
+    Raises ValueError when the kernel does not fit in the padded input (as torch's Conv2d
+    does), rather than return 0 or a negative side (which ``cnn_output_size`` would then
+    multiply into a positive, meaningless count)."""
+    if size + 2 * padding < kernel_size:
+        raise ValueError(f"a kernel of {kernel_size} does not fit in a side of {size} with "
+                         f"padding {padding}; expected size + 2 * padding >= kernel_size")
     return (size - kernel_size + 2 * padding) // stride + 1
 
 

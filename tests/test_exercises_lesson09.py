@@ -143,3 +143,26 @@ def test_cv2_order_differs_from_the_reference():
     frame = lesson09._frames()["random"]
     assert (cv2_order(frame) != preprocess_frame(frame)).mean() > 0.05
     assert preprocess_frame(np.zeros((210, 160, 3), np.uint8)).sum() == 0
+
+
+def test_conv_output_size_is_what_torch_computes():
+    import torch
+    from torch import nn
+    for size in (5, 9, 10, 11, 20, 36, 84, 85):
+        for kernel_size, stride, padding in ((3, 1, 0), (3, 2, 1), (4, 2, 0), (8, 4, 0),
+                                             (8, 4, 2), (5, 3, 2)):
+            if size + 2 * padding < kernel_size:
+                continue
+            conv = nn.Conv2d(1, 1, kernel_size, stride, padding)
+            side = conv(torch.zeros(1, 1, size, size)).shape[-1]
+            assert conv_output_size(size, kernel_size, stride, padding) == side
+
+
+def test_too_small_inputs_raise_instead_of_a_meaningless_size():
+    """Before the fix, cnn_output_size(20, 20) returned 64 (sides 20 -> 4 -> 1 -> -1,
+    and 64 * -1 * -1 = 64), and conv_output_size(2, 3, 1) returned 0."""
+    with pytest.raises(ValueError, match="does not fit"):
+        conv_output_size(2, 3, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        cnn_output_size(20, 20)
+    assert conv_output_size(3, 3, 1) == 1 and cnn_output_size(36, 36) == 64
