@@ -369,7 +369,7 @@ HINT_GAE_TN = ("(T, N) inputs: loop over time (axis 0) only, each step works on 
 def _gae_loop(rewards, values, dones, last_values, gamma, gae_lambda, *, mask_delta=True,
               mask_recursion=True, same_state=False, bootstrap="last", add_values=True,
               delta_discount=None, recursion_discount=None, steps=None, mask_next=False,
-              normalize=None):
+              normalize=None, mask_next_recursion=False):
     """One GAE implementation with switches to introduce each classic mistake."""
     delta_discount = gamma if delta_discount is None else delta_discount
     recursion_discount = gamma * gae_lambda if recursion_discount is None else recursion_discount
@@ -385,8 +385,9 @@ def _gae_loop(rewards, values, dones, last_values, gamma, gae_lambda, *, mask_de
     deltas = rewards + delta_discount * next_values * (not_done if mask_delta else 1) - values
     advantages = torch.zeros_like(rewards)
     a = torch.zeros_like(rewards[0])
+    recursion_mask = torch.cat([not_done[1:], not_done[-1:]]) if mask_next_recursion else not_done
     for t in (reversed(range(n)) if steps is None else steps(n)):
-        a = deltas[t] + recursion_discount * (not_done[t] if mask_recursion else 1) * a
+        a = deltas[t] + recursion_discount * (recursion_mask[t] if mask_recursion else 1) * a
         advantages[t] = a
     rets = advantages + values if add_values else advantages
     if normalize is not None:
@@ -488,6 +489,11 @@ GAE_KNOWN = [
           "you mask with d_{t+1}: here dones[t] = 1 means the transition at step t ended the "
           "episode, so mask with (1 - dones[t]) (in CleanRL dones[t + 1] marks that "
           "instead)"),
+    Known("masks the recursion with the next step's done", _gae_variant(mask_next_recursion=True),
+          "CleanRL",
+          "your recursion is masked with d_{t+1}: here dones[t] = 1 means the transition at "
+          "step t ended the episode, so both masks use (1 - dones[t]) (in CleanRL "
+          "dones[t + 1] marks that instead)"),
     Known("lambda discounts V_{t+1} in delta (gamma and lambda swapped)",
           lambda r, v, d, lv, g, lam: _gae_loop(r, v, d, lv, g, lam, delta_discount=lam),
           "gamma discounts V_{t+1}",
@@ -662,6 +668,21 @@ def _cg_variant(Avp, b, iters=10, tol=1e-10, *, residual_sign=-1.0, max_iters=No
     return x
 
 
+def _cg_from_b(Avp, b, iters=10, tol=1e-10):
+    x = b.clone()  # the exercise starts from x = 0
+    r = b - Avp(x)
+    p, rr = r.clone(), r @ r
+    for _ in range(iters):
+        if rr < tol:
+            break
+        ap = Avp(p)
+        alpha = rr / (p @ ap)
+        x, r = x + alpha * p, r - alpha * ap
+        rr_new = r @ r
+        p, rr = r + rr_new / rr * p, rr_new
+    return x
+
+
 def _cg_steepest_descent(Avp, b, iters=10, tol=1e-10):
     x = torch.zeros_like(b)
     for _ in range(iters):
@@ -687,6 +708,9 @@ CG_KNOWN = [
           "exactly `iters` iterations"),
     Known("does not use Avp (returns b)", lambda Avp, b, iters=10, tol=1e-10: b.clone(),
           "b itself", "your answer is b itself: A enters through Avp(p), and x starts at 0"),
+    Known("starts from x = b", _cg_from_b, "start from x = 0",
+          "you start from x = b: start from x = 0, so r = p = b (after fewer than n "
+          "iterations the two starts give different x)"),
     Known("steepest descent, not conjugate directions", _cg_steepest_descent,
           "steepest descent",
           "you step along the residual each time (steepest descent): conjugate gradient "
