@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 from .. import diagnostics, kl, losses, returns
-from ..grading import Case, Exercise, Mistake, _positional, compare, register
+from .. import grading
+from ..grading import Case, Exercise, Mistake, compare, register
 
 T = torch.tensor
 
@@ -100,6 +101,13 @@ def _output(fn: Callable, args: tuple, kwargs: dict) -> Any:
         return _FAILED
 
 
+def _as_check_calls(reference: Callable, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The arguments as ``check`` passes them to the learner (positionally, bound to the
+    reference's signature), so that known mistakes are called the same way."""
+    bind = getattr(grading, "_positional", None)
+    return bind(reference, args, kwargs) if bind is not None else (args, kwargs)
+
+
 def _graded(reference: Callable, args: tuple, kwargs: dict, known: Sequence[Known],
             expected: Any = None, atol: float = 1e-5, rtol: float = 1e-4,
             then: Callable[[Any], str | None] | None = None,
@@ -110,7 +118,7 @@ def _graded(reference: Callable, args: tuple, kwargs: dict, known: Sequence[Know
     after the values match (e.g. a gradient check). ``inputs_with_grad``: the case's
     tensors that require grad (passed to the learner as they are), checked for in-place
     changes. ``also``: other outputs accepted as right (e.g. another std convention)."""
-    args, kwargs = _positional(reference, args, kwargs)  # as check calls the learner
+    args, kwargs = _as_check_calls(reference, args, kwargs)
     want = expected if expected is not None else _output(reference, args, kwargs)
     if want is _FAILED:
         raise ValueError("the reference raised on this case")
