@@ -25,7 +25,7 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 HALF_LOG_2PIE = 0.5 * math.log(2 * math.pi * math.e)
 
 
-def _has_shape(shape: tuple[int, ...], hint_axis: bool = True):
+def _has_shape(shape: tuple[int, ...]):
     def verify(out) -> str | None:
         if not isinstance(out, torch.Tensor):
             return f"expected a torch.Tensor, got {type(out).__name__}"

@@ -46,7 +46,8 @@ def _is_mapping_of_runs(answer: Any) -> str | None:
     if answer is None:
         return "your diagnose_runs returned None: did you forget `return`?"
     if not isinstance(answer, dict):
-        return f"expected a dict like {{'A': '...', 'B': '...', 'C': '...'}}, got {type(answer).__name__}"
+        return ("expected a dict like {'A': '...', 'B': '...', 'C': '...'}, got "
+                f"{type(answer).__name__}")
     runs = [_run(key) for key in answer]
     if sorted(map(str, runs)) != sorted(DIAGNOSE_RUNS_ANSWER):
         return f"expected the keys {sorted(DIAGNOSE_RUNS_ANSWER)}, got {sorted(map(str, answer))}"

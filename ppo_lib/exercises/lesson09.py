@@ -139,7 +139,8 @@ def _cnn_slips(height: int, width: int) -> Callable[[], dict[str, int]]:
             "leaving out the third conv (3x3, stride 1)": 64 * h[2] * w[2],
             "using the height for the width too": 64 * h[3] * h[3],
             "using the width for the height too": 64 * w[3] * w[3],
-            "the strides in the wrong order (the convs are 8x8 stride 4, 4x4 stride 2, 3x3 stride 1)":
+            "the strides in the wrong order (the convs are 8x8 stride 4, 4x4 stride 2, "
+            "3x3 stride 1)":
                 64 * _sides(height, wrong_order)[3] * _sides(width, wrong_order)[3],
             "a missing + 1 in each conv":
                 64 * _sides(height, plus_one=0)[3] * _sides(width, plus_one=0)[3],
