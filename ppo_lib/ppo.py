@@ -21,9 +21,12 @@ without the pause (exact for classic-control and MuJoCo envs, see ``VecEnv.get_s
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import random
 import time
+import warnings
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -122,6 +125,8 @@ class PPO:
         self.lr_schedule = as_schedule(learning_rate)
         self.clip_range_schedule = as_schedule(clip_range)
         self.clip_range_vf_schedule = None if clip_range_vf is None else as_schedule(clip_range_vf)
+        self.num_timesteps, self._n_updates = 0, 0
+        self._scheduled(1.0)  # a schedule giving a negative value at the start: say so now
         self.advantage_fn = advantage_fn or gae
         self.loss_fn = loss_fn
         self.policy_kwargs = dict(policy_kwargs or {})
@@ -143,10 +148,17 @@ class PPO:
         self.observation_space, self.action_space = observation_space, action_space
         check_spaces(observation_space, action_space, flat_obs=policy_cls is None)
         self.n_envs = self.env.num_envs if self.env is not None else n_envs
-        if batch_size > n_steps * self.n_envs:
+        rollout_size = n_steps * self.n_envs
+        if batch_size > rollout_size:
             raise ValueError(f"batch_size={batch_size} is larger than the rollout, n_steps * "
-                             f"n_envs = {n_steps} * {self.n_envs} = {n_steps * self.n_envs}; "
-                             f"use batch_size <= {n_steps * self.n_envs}")
+                             f"n_envs = {n_steps} * {self.n_envs} = {rollout_size}; "
+                             f"use batch_size <= {rollout_size}")
+        if rollout_size % batch_size:  # as SB3 warns
+            warnings.warn(f"batch_size={batch_size} does not divide the rollout, n_steps * "
+                          f"n_envs = {n_steps} * {self.n_envs} = {rollout_size}: after every "
+                          f"{rollout_size // batch_size} minibatches of {batch_size} comes a "
+                          f"truncated one of {rollout_size % batch_size}. Use a batch_size that "
+                          f"divides {rollout_size}", UserWarning, stacklevel=2)
 
         if policy_cls is None:
             policy_cls = policy_class_for(action_space)
@@ -167,8 +179,6 @@ class PPO:
             self.normalizer = Normalizer(observation_space.shape, self.n_envs, self.gamma,
                                          normalize_obs, normalize_reward)
         self.logger = Logger(tensorboard_log, verbose)
-        self.num_timesteps = 0
-        self._n_updates = 0
         self._last_obs: np.ndarray | None = None
         self._callback: BaseCallback | None = None
         self._progress_bar = None
@@ -246,14 +256,12 @@ class PPO:
 
     def _update(self, progress_remaining: float) -> dict[str, float]:
         """n_epochs of minibatch gradient steps on the rollout (SB3's ``PPO.train``)."""
-        learning_rate = self.lr_schedule(progress_remaining)
+        learning_rate, clip_range, clip_range_vf = self._scheduled(progress_remaining)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         # A linear schedule reaches 0 at the end (SB3 then runs its last update with eps = 0,
         # or below 0 when the last rollout overshoots total_timesteps); the loss needs eps > 0.
-        clip_range = max(self.clip_range_schedule(progress_remaining), 1e-8)
-        clip_range_vf = (None if self.clip_range_vf_schedule is None
-                         else self.clip_range_vf_schedule(progress_remaining))
+        clip_range = max(clip_range, 1e-8)
         pg_losses, value_losses, entropy_losses, clip_fractions = [], [], [], []
         approx_kls: list[float] = []
         stopped_early = False
@@ -311,6 +319,25 @@ class PPO:
         if isinstance(log_std, torch.Tensor):
             row["train/std"] = log_std.detach().exp().mean().item()
         return row
+
+    def _scheduled(self, progress_remaining: float) -> tuple[float, float, float | None]:
+        """learning_rate, clip_range and clip_range_vf at ``progress_remaining``, each checked
+        (a number >= 0) before the update changes anything."""
+        values = []
+        for name, schedule in (("learning_rate", self.lr_schedule),
+                               ("clip_range", self.clip_range_schedule),
+                               ("clip_range_vf", self.clip_range_vf_schedule)):
+            value = None if schedule is None else schedule(progress_remaining)
+            if schedule is not None and not _is_non_negative_number(value):
+                raise ValueError(
+                    f"the {name} schedule {getattr(schedule, '__qualname__', schedule)!r} "
+                    f"returned {value!r} at progress_remaining={progress_remaining:.6g} "
+                    f"(num_timesteps={self.num_timesteps}, the update not made); a {name} must "
+                    f"be a finite number >= 0. A schedule maps progress_remaining (1 at the "
+                    f"start, 0 at the end) to the value, e.g. "
+                    f"ppo_lib.schedules.linear_schedule(3e-4)")
+            values.append(value)
+        return tuple(values)
 
     def minibatch_loss(self, batch, clip_range: float, clip_range_vf: float | None = None,
                        gradient_step: MlpGradientStep | None = None):
@@ -396,10 +423,7 @@ class PPO:
         ``obs`` is one observation (returns one action) or a batch (B, ...). Box actions
         are clipped to the action space.
         """
-        obs = np.asarray(obs)
-        single = obs.shape == self.observation_space.shape
-        if single:
-            obs = obs[None]
+        obs, single = _observation_batch(obs, self.observation_space)
         if self.normalizer is not None:
             obs = self.normalizer.obs(obs)
         with torch.no_grad():
@@ -418,11 +442,21 @@ class PPO:
         path = _with_suffix(path)
         data = self._to_data()
         folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)  # as SB3, a missing folder is made
+        except OSError as err:
+            raise OSError(err.errno, f"cannot save the model to {path!r}: its folder {folder!r} "
+                                     f"does not exist and cannot be made ({err.strerror})") from err
         tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
         try:
+            with open(tmp, "wb"):  # a plain OSError (read-only folder...) before torch writes
+                pass
             torch.save(data, tmp)
             os.replace(tmp, path)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot save the model to {path!r}: {err.strerror or err} "
+                                     f"(is {folder!r} writable?); nothing was written, a file "
+                                     f"already at that path is unchanged") from err
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -438,7 +472,6 @@ class PPO:
                 continue
             described = schedule_to_dict(value)
             if described is None:
-                import warnings
                 warnings.warn(f"{name} is a function ({value!r}) that cannot be saved without "
                               f"pickling code; saved as its initial value. Use "
                               f"ppo_lib.schedules.linear_schedule, or pass {name}= to "
@@ -624,10 +657,17 @@ def _with_suffix(path) -> str:
 
 def _read(path) -> dict:
     path = os.fspath(path)
-    if not os.path.exists(path) and os.path.exists(path + ".pt"):
-        path += ".pt"
+    for suffix in (".pt", ".zip"):  # save adds ".pt"; SB3's save adds ".zip"
+        if not os.path.exists(path) and os.path.exists(path + suffix):
+            path += suffix
     if not os.path.exists(path):
         raise FileNotFoundError(f"no saved model at {path!r}")
+    if _is_sb3_zip(path):
+        raise ValueError(f"{path!r} is a Stable-Baselines3 model (a .zip holding 'data' and "
+                         f"'policy.pth'), not a ppo_lib file: load it with "
+                         f"stable_baselines3.PPO.load({path!r}); to go on in ppo_lib, copy "
+                         f"its weights into a ppo_lib policy with "
+                         f"ppo_lib.sb3_compat.copy_sb3_weights(sb3_model.policy, model.policy)")
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:
@@ -643,6 +683,46 @@ def _read(path) -> dict:
         raise ValueError(f"{path!r} was written by a newer ppo_lib (file version "
                          f"{data['version']}, this one reads {FILE_VERSION})")
     return data
+
+
+def _is_sb3_zip(path: str) -> bool:
+    """SB3's save writes a zip of 'data' (JSON), 'policy.pth', ... (torch's own files are zips
+    too, of '<name>/data.pkl', ...)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    return "data" in names and bool({"policy.pth", "_stable_baselines3_version"} & names)
+
+
+def _is_non_negative_number(value: Any) -> bool:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def _observation_batch(obs: Any, space: spaces.Space) -> tuple[np.ndarray, bool]:
+    """``predict``'s ``obs`` as a batch (B, *shape) -> (batch, whether it was one obs)."""
+    shape = tuple(space.shape)
+    expected = (f"one observation of shape {shape} or a batch of shape "
+                f"(n, {', '.join(map(str, shape))})")
+    if isinstance(obs, torch.Tensor):
+        obs = obs.detach().cpu().numpy()
+    try:
+        arr = None if isinstance(obs, (str, bytes, dict)) or obs is None else np.asarray(obs)
+    except ValueError:  # a ragged list
+        arr = None
+    if arr is None or arr.dtype.kind not in "biuf":
+        raise TypeError(f"predict: obs must be an array of numbers, {expected}; got "
+                        f"{type(obs).__name__} {obs!r:.80}")
+    if arr.shape == shape:
+        return arr[None], True
+    if arr.shape[1:] == shape and arr.ndim == len(shape) + 1:
+        return arr, False
+    raise ValueError(f"predict: obs has shape {arr.shape}, but the model's observation space "
+                     f"is {space}: pass {expected}")
 
 
 def _class_path(cls: type) -> str:

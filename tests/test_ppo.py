@@ -282,3 +282,96 @@ def test_normalize_obs_and_reward_run():
                 **SMALL).learn(64)
     assert model.normalizer.obs_rms.count > 60
     assert np.all(np.isfinite(model.logger.get("train/loss")))
+
+
+# --- clear errors: predict's input, schedules, batch_size -------------------------------
+@pytest.mark.parametrize("obs, error, match", [
+    (np.zeros(3, np.float32), ValueError,
+     r"predict: obs has shape \(3,\), but the model's observation space is Box.*pass one "
+     r"observation of shape \(4,\) or a batch of shape \(n, 4\)"),
+    (np.zeros((5, 3), np.float32), ValueError, r"obs has shape \(5, 3\)"),
+    (np.zeros((2, 2, 4), np.float32), ValueError, r"obs has shape \(2, 2, 4\)"),
+    ("cart at 0.1", TypeError, r"predict: obs must be an array of numbers.*got str"),
+    (None, TypeError, r"obs must be an array of numbers, one observation of shape \(4,\).*"
+                      r"got NoneType"),
+    ({"x": 1.0}, TypeError, "got dict"),
+    ([[0.0, 0.0, 0.0, 0.0], [0.0]], TypeError, "got list"),
+])
+def test_predict_names_a_wrong_observation(obs, error, match):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    with pytest.raises(error, match=match):
+        model.predict(obs)
+
+
+def test_predict_takes_lists_and_tensors():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    expected = model.predict(obs, deterministic=True)[0]
+    np.testing.assert_array_equal(model.predict(torch.from_numpy(obs), deterministic=True)[0],
+                                  expected)
+    np.testing.assert_array_equal(model.predict(obs.tolist(), deterministic=True)[0], expected)
+    assert model.predict(obs[0].tolist(), deterministic=True)[0] == expected[0]
+    sliced = np.zeros((7, 5), np.float32)[:, 1:]  # not contiguous, another address
+    sliced[1:] = obs
+    np.testing.assert_array_equal(model.predict(sliced[1:], deterministic=True)[0], expected)
+
+
+class ParameterSnapshots(BaseCallback):
+    """The parameters at every rollout's end (just before that rollout's update)."""
+
+    def __init__(self):
+        super().__init__()
+        self.snapshots = []
+
+    def _on_rollout_end(self):
+        self.snapshots.append([p.detach().clone() for p in self.model.policy.parameters()])
+
+    def _on_step(self):
+        return True
+
+
+def negative_late(progress_remaining):
+    return 1e-3 if progress_remaining > 0.5 else -1e-4
+
+
+def nan_late(progress_remaining):
+    return 0.2 if progress_remaining > 0.5 else float("nan")
+
+
+@pytest.mark.parametrize("name, schedule, shown", [
+    ("learning_rate", negative_late, "-0.0001"),
+    ("clip_range", nan_late, "nan"),
+    ("clip_range_vf", negative_late, "-0.0001"),
+])
+def test_a_schedule_going_negative_or_nan_stops_before_the_update(name, schedule, shown):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **{name: schedule}, **SMALL)
+    snapshots = ParameterSnapshots()
+    with pytest.raises(ValueError, match=rf"the {name} schedule '{schedule.__name__}' returned "
+                                         rf"{shown} at progress_remaining=0.5 \(num_timesteps"
+                                         rf"=64, the update not made\); a {name} must be a finite "
+                                         rf"number >= 0"):
+        model.learn(128, callback=snapshots)
+    assert len(model.logger.rows) == 1 and len(snapshots.snapshots) == 2
+    for p, before in zip(model.policy.parameters(), snapshots.snapshots[-1]):
+        assert torch.equal(p, before)  # the refused update changed nothing
+
+
+def test_a_schedule_negative_from_the_start_or_not_a_number_is_refused_at_once():
+    with pytest.raises(ValueError, match=r"learning_rate schedule .* returned -0.001 at "
+                                         r"progress_remaining=1 \(num_timesteps=0"):
+        PPO("MlpPolicy", "CartPole-v1", learning_rate=lambda p: -1e-3, **SMALL)
+    with pytest.raises(ValueError, match=r"clip_range schedule .* returned None"):
+        PPO("MlpPolicy", "CartPole-v1", clip_range=lambda p: None, **SMALL)
+    # 0 is allowed: a linear schedule ends there
+    PPO("MlpPolicy", "CartPole-v1", learning_rate=linear_schedule(1e-3), **SMALL).learn(32)
+
+
+def test_batch_size_not_dividing_the_rollout_warns_as_sb3():
+    with pytest.warns(UserWarning, match=r"batch_size=48 does not divide the rollout, n_steps \* "
+                                         r"n_envs = 32 \* 2 = 64: after every 1 minibatches of "
+                                         r"48 comes a truncated one of 16"):
+        PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=32, batch_size=48)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=32, batch_size=16)

@@ -327,3 +327,84 @@ def test_save_refuses_a_function_in_policy_kwargs_and_keeps_the_old_file(tmp_pat
     with pytest.raises(ValueError, match=r"policy_kwargs\['activation_fn'\] is .*a function"):
         model.save(path)
     assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["m.pt"]
+
+
+# --- clear errors when saving and loading; a saved file survives bad input ------------------
+import builtins  # noqa: E402
+import zipfile  # noqa: E402
+
+
+@pytest.fixture
+def read_only_folder(tmp_path, monkeypatch):
+    """A folder holding a saved model, made read-only (as root, whom chmod does not stop,
+    by refusing to open files there for writing)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    saved = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL).save(folder / "m.pt")
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root
+        real_open = builtins.open
+
+        def refusing_open(file, mode="r", *args, **kwargs):
+            if str(file).startswith(str(folder)) and any(c in mode for c in "wax+"):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, mode, *args, **kwargs)
+        monkeypatch.setattr(builtins, "open", refusing_open)
+    yield folder, saved
+    folder.chmod(0o755)
+
+
+def test_saving_into_a_read_only_folder_names_it_and_keeps_the_file(read_only_folder):
+    folder, saved = read_only_folder
+    before = open(saved, "rb").read()
+    model = PPO("MlpPolicy", "CartPole-v1", seed=1, **SMALL).learn(32)
+    with pytest.raises(PermissionError, match=rf"cannot save the model to '{saved}'.*"
+                                              rf"is '{folder}' writable\?.*unchanged"):
+        model.save(saved)
+    assert open(saved, "rb").read() == before and os.listdir(folder) == ["m.pt"]
+
+
+def test_saving_where_no_folder_can_be_made_names_the_path(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    target = tmp_path / "a_file" / "models" / "m.pt"
+    model = PPO("MlpPolicy", "CartPole-v1", **SMALL)
+    with pytest.raises(OSError, match=rf"cannot save the model to '{target}': its folder "
+                                      rf"'{target.parent}' does not exist and cannot be made"):
+        model.save(target)
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(OSError, match=r"cannot save the model to .*folder.pt'"):
+        model.save(tmp_path / "folder.pt")
+    assert os.listdir(tmp_path / "folder.pt") == []
+    # a missing folder that can be made is made (as SB3's save does)
+    assert PPO.load(model.save(tmp_path / "new" / "deeper" / "m")).num_timesteps == 0
+
+
+def test_loading_with_an_env_of_other_spaces_is_refused_and_the_file_kept(tmp_path):
+    path = PPO("MlpPolicy", "CartPole-v1", **SMALL).save(tmp_path / "m.pt")
+    before = open(path, "rb").read()
+    for env in ("Acrobot-v1", "Pendulum-v1", [wrapped_cartpole]):
+        with pytest.raises(ValueError, match=r"(?s)env has observation space .* but the model in "
+                                             r".*m.pt' was trained on Box.*\(4,\).*Discrete\(2\)"):
+            PPO.load(path, env=env)
+    assert open(path, "rb").read() == before
+    assert PPO.load(path, env="CartPole-v1").env.num_envs == 1
+
+
+def test_an_sb3_zip_is_named_with_how_to_load_it(tmp_path):
+    # the members SB3's save_to_zip_file writes
+    with zipfile.ZipFile(tmp_path / "sb3_model.zip", "w") as archive:
+        for name in ("data", "pytorch_variables.pth", "policy.pth", "policy.optimizer.pth",
+                     "_stable_baselines3_version", "system_info.txt"):
+            archive.writestr(name, "{}")
+    for path in (tmp_path / "sb3_model.zip", tmp_path / "sb3_model"):
+        with pytest.raises(ValueError, match=r"sb3_model.zip' is a Stable-Baselines3 model.*"
+                                             r"stable_baselines3.PPO.load\("):
+            PPO.load(path)
+
+
+def test_a_real_sb3_file_is_named(tmp_path):
+    sb3 = pytest.importorskip("stable_baselines3")
+    sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, device="cpu").save(
+        tmp_path / "real")
+    with pytest.raises(ValueError, match="real.zip' is a Stable-Baselines3 model"):
+        PPO.load(tmp_path / "real")
