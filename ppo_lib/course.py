@@ -144,8 +144,56 @@ def _has_solution(source: str) -> bool:
 
 
 def graded_ids(source: str) -> list[str]:
-    """Exercise ids of the ``check("id", fn)`` calls in a cell's source."""
-    return CHECK_CALL.findall("".join(source) if isinstance(source, list) else source)
+    """Exercise ids of the ``check("id", fn)`` calls in a cell's source (code only: a call
+    in a comment or a string, ``# check("gae", gae)``, is not an exercise)."""
+    return [exercise_id for exercise_id, _ in check_calls(source)]
+
+
+def check_calls(source: str | list[str]) -> list[tuple[str, str | None]]:
+    """``(exercise_id, answer_name)`` of each ``check("id", answer)`` or
+    ``grading.check(...)`` call in a cell's source, read with Python's tokenizer so that
+    comments and strings do not count; ``answer_name`` is the answer when it is a plain name,
+    else None. IPython syntax (``%magic``, ``!cmd``) does not stop the scan."""
+    import ast
+    import io
+    import tokenize
+
+    text = "".join(source) if isinstance(source, list) else source
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENDMARKER}
+    toks: list[tokenize.TokenInfo] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type not in skip:
+                toks.append(tok)
+    except (tokenize.TokenError, SyntaxError):  # unfinished code: keep what was read
+        pass
+
+    def is_op(i: int, op: str) -> bool:
+        return 0 <= i < len(toks) and toks[i].type == tokenize.OP and toks[i].string == op
+
+    calls = []
+    for i, tok in enumerate(toks):
+        if tok.type != tokenize.NAME or tok.string != "check" or not is_op(i + 1, "(") \
+                or i + 2 >= len(toks) or toks[i + 2].type != tokenize.STRING:
+            continue
+        if i > 0 and toks[i - 1].type == tokenize.NAME and toks[i - 1].string == "def":
+            continue
+        if is_op(i - 1, "."):  # only grading.check, not obj.check or x.grading.check
+            if not (i >= 2 and toks[i - 2].string == "grading" and not is_op(i - 3, ".")):
+                continue
+        try:
+            exercise_id = ast.literal_eval(toks[i + 2].string)
+        except (ValueError, SyntaxError):  # an f-string or bytes: not a fixed id
+            continue
+        if not isinstance(exercise_id, str) or not re.fullmatch(r"[\w.-]+", exercise_id):
+            continue
+        name = None
+        if is_op(i + 3, ",") and i + 4 < len(toks) and toks[i + 4].type == tokenize.NAME \
+                and (is_op(i + 5, ")") or is_op(i + 5, ",")):
+            name = toks[i + 4].string
+        calls.append((exercise_id, name))
+    return calls
 
 
 def _cell_id(notebook_stem: str, index: int, cell: dict) -> str:
@@ -328,19 +376,27 @@ def build(names: list[str] | None = None, lessons_dir: Path | None = None) -> li
 
 
 def execute(path: str | Path, timeout: float = 600, kernel_name: str = "python3") -> None:
-    """Execute a notebook in place with nbclient: fresh kernel, cwd = its folder.
+    """Execute a notebook in place (``ppo_lib.execution``: nbclient without its widget
+    stall): fresh kernel, cwd = its folder, ``timeout`` seconds per cell. A cell that
+    raises or runs past its limit raises here (nbclient's exception) and nothing is written.
 
     Solutions also get their nbgrader metadata and stable cell ids, so that the stored
     file is what ``build`` reads."""
-    import nbclient
     import nbformat
+
+    from .execution import run_notebook
 
     path = Path(path).resolve()
     nb = nbformat.reads(json.dumps(solution_metadata(_read(path), path.stem)), as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                                     resources={"metadata": {"path": str(path.parent)}},
-                                     store_widget_state=False)  # solutions keep none
-    client.execute()
+    run = run_notebook(nb, str(path.parent), cell_timeout=timeout, kernel_name=kernel_name,
+                       store_widget_state=False,  # solutions keep none
+                       handle_signals=True)
+    if run.status == "interrupted":
+        raise KeyboardInterrupt(run.error)
+    if run.exception is not None:
+        raise run.exception
+    if run.status != "ok":
+        raise RuntimeError(f"{path.name}: {run.error}")
     data = json.loads(nbformat.writes(nb))
     for cell in data["cells"]:
         cell["metadata"] = _clean_metadata(cell.get("metadata", {}))
