@@ -10,26 +10,34 @@ time limit is a failed check with a one-line message and a hint. The one excepti
 nbgrader: when ``NBGRADER_EXECUTION`` is set (``nbgrader autograde`` sets it), a failed
 check raises ``AssertionError`` so that nbgrader scores the test cell as failed.
 
-When ``PPO_GRADE_RESULTS`` names a file (``python -m ppo_lib.grade`` sets it), every
-verdict is also appended to it as one JSON line, which is how the grader collects them.
+When ``PPO_GRADE_RESULTS`` names a file, every verdict is also appended to it as one JSON
+line (a log for the learner's own tools). ``python -m ppo_lib.grade`` neither sets nor reads
+it: any code in the notebook could append to it, so the grader checks each answer itself,
+with a freshly loaded copy of this module (see ``ppo_lib.grade``).
 """
 
 from __future__ import annotations
 
+import builtins
 import copy
+import gc
 import html
 import inspect
 import json
 import linecache
 import math
+import operator
 import os
 import random
 import signal
+import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -270,7 +278,16 @@ def compare(got: Any, want: Any, atol: float = 1e-5, rtol: float = 1e-4) -> str 
 class CheckTimeout(BaseException):
     """Raised inside the learner's function when it runs past the time limit.
 
-    A BaseException, so that a learner's ``except Exception:`` cannot swallow it."""
+    A BaseException, so that a learner's ``except Exception:`` cannot swallow it. An
+    ``except BaseException:`` cannot swallow it for good either: creating or dropping one
+    re-arms the limit (``_rearm``), so the learner's next line raises it again."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        _rearm()
+
+    def __del__(self) -> None:  # after an ``except`` clause that swallowed it
+        _rearm()
 
 
 def _clone(value: Any) -> Any:
@@ -308,56 +325,240 @@ def _same(a: Any, b: Any) -> bool:
     return True  # other objects (functions, classes, modules) are passed as they are
 
 
-def _call_with_alarm(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
-    def on_alarm(signum, frame):
-        raise CheckTimeout()
+# How the time limit holds. A Python thread cannot be killed, and a learner's function
+# may swallow any exception (``except BaseException: pass`` in a loop), reset SIGALRM or
+# stop the timer. So, once a call is past its deadline:
+#   1. on the main thread, a SIGALRM timer raises CheckTimeout (it also cuts a blocking
+#      call short, e.g. time.sleep);
+#   2. a watchdog thread, which the learner's code cannot reset, raises CheckTimeout in the
+#      calling thread every few milliseconds (PyThreadState_SetAsyncExc, like Ctrl-C);
+#   3. whenever a CheckTimeout is created or dropped in that thread (caught and swallowed),
+#      ``_rearm`` installs a trace function on the learner's frames that raises it again at
+#      the next line, including the first line of the ``except`` clause that caught it. A
+#      trace function that raises is switched off by CPython, hence the re-arming when the
+#      exception is caught (its creation) or swallowed (its ``__del__``).
+# Before the deadline nothing is traced, so the learner's code runs at full speed. What
+# still cannot be stopped: one long call into C (a huge matrix product, a sleep off the
+# main thread) ends the check only when it returns.
 
-    previous_handler = signal.signal(signal.SIGALRM, on_alarm)
-    previous_timer = signal.setitimer(signal.ITIMER_REAL, 0)  # pause any outer timer
-    started = time.monotonic()
+KICK_INTERVAL = 0.005  # seconds between the watchdog's CheckTimeouts past the deadline
+WATCHDOG_NAME = "ppo-check-watchdog"
+_LIMITS = threading.local()  # per thread: the _TimeLimits that are running, innermost last
+
+try:
+    import ctypes
+    _SET_ASYNC_EXC = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+        ("PyThreadState_SetAsyncExc", ctypes.pythonapi))
+except Exception:  # not CPython: the alarm (main thread) is the only limit
+    _SET_ASYNC_EXC = None
+
+
+def _async_raise(thread_id: int, exc_type: type) -> None:
+    """Raise ``exc_type`` in thread ``thread_id`` when it next checks for signals."""
+    if _SET_ASYNC_EXC is not None:
+        _SET_ASYNC_EXC(thread_id, id(exc_type))
+
+
+def _limit_stack() -> list:
     try:
-        signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
-        return fn(*args, **kwargs)
-    finally:
-        try:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        finally:  # even if the alarm fires right here, the old handler and timer come back
-            signal.signal(signal.SIGALRM, previous_handler)
-            if previous_timer[0] > 0:  # restore the outer timer, minus the time we used
-                left = max(previous_timer[0] - (time.monotonic() - started), 1e-3)
-                signal.setitimer(signal.ITIMER_REAL, left, previous_timer[1])
+        return _LIMITS.stack
+    except AttributeError:
+        _LIMITS.stack = []
+        return _LIMITS.stack
 
 
-def _call_in_thread(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
-    box: dict[str, Any] = {}
+def _expired_limit() -> _TimeLimit | None:
+    """The innermost limit of this thread that is past its deadline and still running."""
+    for limit in reversed(_limit_stack()):
+        if limit.expired and not limit.done:
+            return limit
+    return None
 
-    def target():
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
 
-    worker = threading.Thread(target=target, daemon=True, name="ppo-check")
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():  # cannot be stopped; it is a daemon and will not block exit
+def _rearm() -> None:
+    """If this thread runs a call past its limit: trace the learner's frames again, so that
+    their next line raises CheckTimeout (see the note above)."""
+    try:
+        limit = _expired_limit()
+        if limit is None:
+            return
+        frames, frame = [], sys._getframe(1)
+        while frame is not None and frame is not limit.frame:
+            frames.append(frame)
+            frame = frame.f_back
+        if frame is None:  # not inside the limited call
+            return
+        for frame in frames:
+            if frame.f_code.co_filename != __file__:
+                frame.f_trace = _trace_line
+        sys.settrace(_trace_call)
+    except Exception:  # e.g. at interpreter exit
+        pass
+
+
+def _trace_call(frame, event, arg):
+    """The global trace function past a deadline: trace each new frame of the learner."""
+    if frame.f_code.co_filename != __file__ and _expired_limit() is not None:
+        return _trace_line
+    return None
+
+
+def _trace_line(frame, event, arg):
+    """The learner's frames past a deadline: every line raises CheckTimeout."""
+    if _expired_limit() is not None:
         raise CheckTimeout()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    return None
+
+
+def _noop() -> None:
+    """Calling a Python function runs the signal handlers that are due."""
+
+
+class _TimeLimit:
+    """Runs one call with a time limit in the calling thread (see the note above)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = max(float(seconds), 1e-3)
+        self.expired = False  # set by the alarm or the watchdog, read by _rearm and the tracers
+        self.done = False     # the call is over: nothing raises CheckTimeout any more
+        self.frame = None     # the frame that calls the learner's function
+        self.thread_id = threading.get_ident()
+        self.on_main = (threading.current_thread() is threading.main_thread()
+                        and hasattr(signal, "setitimer"))
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._alarm_set = False
+        self._outer_timer: tuple[float, float] | None = None
+
+    def call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        outcome, late = None, None
+        self.frame = sys._getframe()
+        self._previous_trace = sys.gettrace()
+        self._previous_unraisable = sys.unraisablehook
+        try:
+            _limit_stack().append(self)
+            sys.unraisablehook = self._unraisable
+            self._watchdog = threading.Thread(target=self._watch, name=WATCHDOG_NAME,
+                                              daemon=True)
+            self._watchdog.start()
+            if self.on_main:
+                self._start_alarm()
+            try:
+                outcome = (True, fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller once the limit is off
+                outcome = (False, exc)
+        finally:
+            while True:  # a CheckTimeout sent just before the end arrives while closing
+                try:  # (not cancelled with SetAsyncExc(id, NULL): that leaves the eval
+                    self._close()  # breaker set, and a traced thread then spins in RESUME)
+                    _noop()
+                    break
+                except BaseException as exc:
+                    if not isinstance(exc, CheckTimeout):
+                        late = exc
+        ok, value = outcome
+        if late is not None:  # Ctrl-C while closing
+            raise late
+        if not ok:
+            raise value
+        return value
+
+    def _watch(self) -> None:
+        if self._finished.wait(self.seconds):
+            return
+        while True:
+            with self._lock:
+                if self.done:
+                    return
+                self.expired = True
+                _async_raise(self.thread_id, CheckTimeout)
+            if self._finished.wait(KICK_INTERVAL):
+                return
+
+    def _on_alarm(self, signum, frame) -> None:
+        if not self.done:
+            self.expired = True
+            raise CheckTimeout()
+
+    def _unraisable(self, unraisable) -> None:
+        """A CheckTimeout that landed in a ``__del__`` is dropped silently (the watchdog
+        raises another); anything else goes to the previous hook."""
+        if not isinstance(unraisable.exc_value, CheckTimeout):
+            self._previous_unraisable(unraisable)
+
+    def _start_alarm(self) -> None:
+        self._started = time.monotonic()
+        previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._previous_handler, self._alarm_set = previous_handler, True
+        self._outer_timer = signal.setitimer(signal.ITIMER_REAL, 0)  # pause any outer timer
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def _stop_alarm(self) -> None:
+        if not self.on_main:
+            return
+        if self._alarm_set:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            _drain_sigalrm()  # an alarm on its way reaches our handler, not the previous one
+            signal.signal(signal.SIGALRM, self._previous_handler)
+            self._alarm_set = False
+        outer, self._outer_timer = self._outer_timer, None
+        if outer is not None and outer[0] > 0:  # the outer timer, minus the time we used
+            left = max(outer[0] - (time.monotonic() - self._started), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, outer[1])
+
+    def _close(self) -> None:
+        """Idempotent, so that it can be run again when a late CheckTimeout interrupts it."""
+        with self._lock:
+            self.done = True
+        for step in (self._finished.set, self._restore_trace, self._stop_alarm,
+                     self._restore_unraisable, self._join_watchdog, self._leave_stack):
+            try:
+                step()
+            except Exception:  # a failing step must not stop the others
+                pass
+
+    def _restore_trace(self) -> None:
+        if sys.gettrace() is not self._previous_trace:
+            sys.settrace(self._previous_trace)
+
+    def _restore_unraisable(self) -> None:
+        sys.unraisablehook = self._previous_unraisable
+
+    def _join_watchdog(self) -> None:
+        if self._watchdog is not None and self._watchdog.ident is not None:
+            self._watchdog.join()
+
+    def _leave_stack(self) -> None:
+        stack = _limit_stack()
+        if self in stack:
+            stack.remove(self)
+        self.frame = None
+
+
+def _drain_sigalrm() -> None:
+    """After the timer is stopped: take a SIGALRM that is still pending (so that it cannot
+    reach the handler about to be restored, e.g. SIG_DFL, which ends the process), and run
+    a Python-level handler call that is due."""
+    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigtimedwait"):
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            while signal.sigtimedwait({signal.SIGALRM}, 0) is not None:
+                pass
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    _noop()
 
 
 def call_with_time_limit(fn: Callable, args: tuple = (), kwargs: dict | None = None,
                          seconds: float = 10.0) -> Any:
-    """``fn(*args, **kwargs)``, raising ``CheckTimeout`` after ``seconds``.
+    """``fn(*args, **kwargs)`` in the calling thread, raising ``CheckTimeout`` after
+    ``seconds`` even if ``fn`` swallows it or resets SIGALRM (see the note above).
 
-    In the main thread (where notebook cells run) a SIGALRM timer interrupts the call and
-    the previous handler and timer are restored; elsewhere the call runs in a daemon
-    thread that is abandoned when it runs too long."""
-    kwargs = kwargs or {}
-    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-        return _call_with_alarm(fn, args, kwargs, seconds)
-    return _call_in_thread(fn, args, kwargs, seconds)
+    Afterwards no thread of its own is left, and the SIGALRM handler and timer (an outer
+    timer keeps running, minus the time used), the trace function and
+    ``sys.unraisablehook`` are as they were."""
+    return _TimeLimit(seconds).call(fn, args, kwargs or {})
 
 
 def _where_in_learner_code(exc: BaseException, fn: Any) -> str:
@@ -377,30 +578,184 @@ def _where_in_learner_code(exc: BaseException, fn: Any) -> str:
     return f" (line {found.lineno} of {origin}" + (f": `{text}`)" if text else ")")
 
 
-class _RandomState:
-    """Saves and restores the global RNGs, so a check does not shift a lesson's seeds."""
+_MISSING = object()
 
-    def __enter__(self):
-        self.torch = torch.get_rng_state()
-        self.python = random.getstate()
-        try:
-            import numpy as np
-            self.numpy = np.random.get_state()
-        except ImportError:
-            self.numpy = None
-        self.grad = torch.is_grad_enabled()
-        self.dtype = torch.get_default_dtype()
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        if isinstance(a, torch.Tensor):
+            return isinstance(b, torch.Tensor) and torch.equal(a, b)
+        return a is b or bool(a == b)
+    except Exception:  # e.g. numpy arrays inside: put it back anyway
+        return False
+
+
+def _never(a: Any, b: Any) -> bool:  # the put-back function compares entry by entry
+    return False
+
+
+def _kernel_settings(fn: Any) -> list[tuple]:
+    """(name, get, put back, same) for what in the kernel a learner's function may plausibly
+    change; ``put back`` is called when ``same(get(), saved)`` is false. Objects a learner
+    may have replaced (sys.stdout, print, ...) are compared by identity: comparing with
+    ``==`` would run the learner's code."""
+    is_ = operator.is_
+    items: list[tuple] = [
+        ("torch RNG", torch.get_rng_state, torch.set_rng_state, _equal),
+        ("python RNG", random.getstate, random.setstate, _equal),
+        ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled, _equal),
+        ("default dtype", torch.get_default_dtype, torch.set_default_dtype, _equal),
+        ("default device", _get_default_device, _set_default_device, is_),
+        ("torch function modes", torch._C._len_torch_function_stack, _pop_function_modes,
+         _equal),
+        ("torch threads", torch.get_num_threads, torch.set_num_threads, _equal),
+        ("anomaly detection",
+         lambda: (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
+         lambda v: torch.set_anomaly_enabled(*v), _equal),
+        ("deterministic algorithms",
+         lambda: (torch.are_deterministic_algorithms_enabled(),
+                  torch.is_deterministic_algorithms_warn_only_enabled()),
+         lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1]), _equal),
+        ("float32 matmul precision", torch.get_float32_matmul_precision,
+         torch.set_float32_matmul_precision, _equal),
+        ("torch print options", lambda: dict(vars(torch._tensor_str.PRINT_OPTS)),
+         _put_dict(vars(torch._tensor_str.PRINT_OPTS), full=False), _never),
+        ("recursion limit", sys.getrecursionlimit, sys.setrecursionlimit, _equal),
+        ("switch interval", sys.getswitchinterval, sys.setswitchinterval, _equal),
+        ("garbage collector", gc.isenabled, lambda on: gc.enable() if on else gc.disable(),
+         _equal),
+        ("trace function", sys.gettrace, sys.settrace, is_),
+        ("profile function", sys.getprofile, sys.setprofile, is_),
+        ("builtins (print, ...)", lambda: dict(vars(builtins)),
+         _put_dict(vars(builtins), full=True), _never),
+        ("environment variables", lambda: dict(os.environ), _put_dict(os.environ, full=True),
+         _equal),
+        ("working directory", os.getcwd, os.chdir, _equal),
+        ("warning filters", lambda: list(warnings.filters), _set_warning_filters, _never),
+        ("warnings.showwarning", lambda: warnings.showwarning,
+         partial(setattr, warnings, "showwarning"), is_),
+    ]
+    for name in ("stdout", "stderr", "stdin", "displayhook", "excepthook", "unraisablehook",
+                 "breakpointhook"):
+        items.append((f"sys.{name}", partial(getattr, sys, name), partial(setattr, sys, name),
+                      is_))
+    np = _numpy()
+    if np is not None:
+        items += [
+            ("numpy RNG", np.random.get_state, np.random.set_state, _never),
+            ("numpy error handling", np.geterr, lambda v: np.seterr(**v), _equal),
+            ("numpy error callback", np.geterrcall, np.seterrcall, is_),
+            ("numpy print options", np.get_printoptions, lambda v: np.set_printoptions(**v),
+             _never),
+        ]
+    try:
+        names = getattr(fn, "__globals__", None)
+    except Exception:
+        names = None
+    if isinstance(names, dict) and names is not globals():  # `global print; print = ...`
+        hidden = list(vars(builtins))
+        items.append(("names that hide builtins",
+                      lambda: {k: names.get(k, _MISSING) for k in hidden},
+                      _put_dict(names, full=False), _never))
+    if threading.current_thread() is threading.main_thread():
+        for sig in ("SIGINT", "SIGTERM", "SIGALRM"):
+            if hasattr(signal, sig):
+                num = getattr(signal, sig)
+                items.append((f"{sig} handler", partial(signal.getsignal, num),
+                              partial(_set_handler, num), is_))
+        if hasattr(signal, "setitimer"):
+            items.append(("SIGALRM timer (a learner's)",
+                          partial(signal.getitimer, signal.ITIMER_REAL),
+                          lambda v: signal.setitimer(signal.ITIMER_REAL, 0),
+                          lambda now, saved: saved[0] > 0 or now[0] == 0))
+    if hasattr(signal, "pthread_sigmask"):
+        items.append(("blocked signals", lambda: signal.pthread_sigmask(signal.SIG_BLOCK, []),
+                      lambda v: signal.pthread_sigmask(signal.SIG_SETMASK, v), _equal))
+    return items
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+        return numpy
+    except ImportError:
+        return None
+
+
+def _get_default_device() -> Any:
+    return getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None)
+
+
+def _set_default_device(context: Any) -> None:
+    torch.set_default_device(None if context is None else context.device)
+
+
+def _pop_function_modes(depth: int) -> None:
+    """Leave the torch function modes a learner entered (``torch.device(...).__enter__()``)."""
+    while torch._C._len_torch_function_stack() > depth:
+        torch._C._pop_torch_function_stack()
+
+
+def _set_handler(signum: int, handler: Any) -> None:
+    if handler is not None:  # None: installed outside Python, cannot be put back
+        signal.signal(signum, handler)
+
+
+def _set_warning_filters(filters: list) -> None:
+    warnings.filters[:] = filters
+    warnings._filters_mutated()
+
+
+def _put_dict(target: Any, full: bool) -> Callable[[dict], None]:
+    """Put back a saved dict's entries (compared by identity; _MISSING: absent). With
+    ``full``, keys that were not saved are removed too."""
+    def put(saved: dict) -> None:
+        if full:
+            for key in [k for k in target if k not in saved]:
+                del target[key]
+        for key, value in saved.items():
+            if value is _MISSING:
+                if key in target:
+                    del target[key]
+            elif target.get(key, _MISSING) is not value:
+                if not (isinstance(value, str) and target.get(key) == value):
+                    target[key] = value
+    return put
+
+
+class _KernelState:
+    """Saves what a learner's function may change in the kernel (``_kernel_settings``) and
+    puts back what changed, so that a check leaves the lesson as it found it."""
+
+    def __init__(self, fn: Any = None):
+        self.fn = fn
+
+    def __enter__(self) -> _KernelState:
+        self.saved = []
+        for name, get, put, same in _kernel_settings(self.fn):
+            try:
+                self.saved.append((name, get(), get, put, same))
+            except Exception:  # not in this version of torch or numpy
+                pass
         return self
 
-    def __exit__(self, *exc):
-        torch.set_rng_state(self.torch)
-        random.setstate(self.python)
-        if self.numpy is not None:
-            import numpy as np
-            np.random.set_state(self.numpy)
-        torch.set_grad_enabled(self.grad)
-        torch.set_default_dtype(self.dtype)
+    def __exit__(self, *exc: Any) -> bool:
+        self.restored = []
+        for name, value, get, put, same in reversed(self.saved):
+            for _attempt in range(3):  # again if a Ctrl-C interrupts it
+                try:
+                    if not same(get(), value):
+                        put(value)
+                        self.restored.append(name)
+                    break
+                except Exception:
+                    break
+                except BaseException:
+                    continue
         return False
+
+
+_RandomState = _KernelState  # its former name
 
 
 def _is_stub_value(answer: Any) -> bool:
@@ -430,36 +785,93 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
             try:
                 if left <= 0:
                     raise CheckTimeout()
-                got = call_with_time_limit(fn, args, kwargs, left)
-            except NotImplementedError:
-                return f"{NOT_DONE}: replace `raise NotImplementedError()` with your code", ""
-            except CheckTimeout:
-                return (f"stopped after {exercise.timeout:g} s on case '{case.name}': "
-                        "the function runs too long", "look for a loop that never ends "
-                        "(e.g. a `while` whose condition never changes)")
-            except RecursionError:
-                return f"case '{case.name}': infinite recursion (RecursionError)", case.hint
-            except Exception as exc:
-                where = _where_in_learner_code(exc, fn)
-                return (f"case '{case.name}': your function raised "
-                        f"{type(exc).__name__}: {exc}{where}", case.hint)
-            if not (_same(args, case_args) and _same(kwargs, case_kwargs)):
-                return (f"case '{case.name}': your function changed its inputs in place",
-                        _mutation_hint(args, case_args, kwargs, case_kwargs))
-        try:
-            if case.verify is not None:
-                problem = case.verify(got)
-            else:
-                want = case.expected
-                if want is None:
-                    with torch.no_grad():
-                        want = exercise.reference(*_clone(case.args), **_clone(case.kwargs))
-                problem = compare(got, want, case.atol, case.rtol)
-        except Exception as exc:  # the answer could not even be compared
-            problem = f"your answer could not be checked ({type(exc).__name__}: {exc})"
+                with _KernelState(fn):  # what the call changed is put back before judging
+                    got = call_with_time_limit(fn, args, kwargs, left)
+            except BaseException as exc:
+                return _explain_failure(exc, exercise, case, fn)
+        try:  # comparing may run the learner's code too (e.g. a method of what it returned)
+            problem, hint = call_with_time_limit(
+                _judge, (exercise, case, fn, got, args, kwargs, case_args, case_kwargs),
+                seconds=JUDGE_SECONDS)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and _CTRL_C.is_set():
+                raise
+            if isinstance(exc, CheckTimeout):
+                return (f"case '{case.name}': checking your answer took more than "
+                        f"{JUDGE_SECONDS:g} s (it runs code of what your function returned)",
+                        case.hint)
+            problem, hint = (f"your answer could not be checked ({type(exc).__name__}: "
+                             f"{_safe_str(exc)})"), case.hint
         if problem:
-            return f"case '{case.name}': {problem}" + _signature_note(exercise, fn), case.hint
+            return f"case '{case.name}': {problem}", hint
     return None, ""
+
+
+JUDGE_SECONDS = 5.0  # time limit for comparing one case's answer (the reference runs too)
+
+
+def _judge(exercise: Exercise, case: Case, fn: Any, got: Any, args: tuple, kwargs: dict,
+           case_args: tuple, case_kwargs: dict) -> tuple[str | None, str]:
+    """(problem, hint) for one case's answer; problem is None when it is right."""
+    if exercise.kind != "value" and not (_same(args, case_args) and _same(kwargs, case_kwargs)):
+        return ("your function changed its inputs in place",
+                _mutation_hint(args, case_args, kwargs, case_kwargs))
+    try:
+        if case.verify is not None:
+            problem = case.verify(got)
+        else:
+            want = case.expected
+            if want is None:
+                with torch.no_grad():
+                    want = exercise.reference(*_clone(case.args), **_clone(case.kwargs))
+            problem = compare(got, want, case.atol, case.rtol)
+    except Exception as exc:  # the answer could not even be compared
+        problem = f"your answer could not be checked ({type(exc).__name__}: {_safe_str(exc)})"
+    if problem:
+        return problem + _signature_note(exercise, fn), case.hint
+    return None, ""
+
+
+def _explain_failure(exc: BaseException, exercise: Exercise, case: Case,
+                     fn: Any) -> tuple[str, str]:
+    """(problem, hint) for a call of the learner's function that raised ``exc``."""
+    if isinstance(exc, CheckTimeout):
+        return (f"stopped after {exercise.timeout:g} s on case '{case.name}': "
+                "the function runs too long", "look for a loop that never ends "
+                "(e.g. a `while` whose condition never changes)")
+    if isinstance(exc, KeyboardInterrupt) and _CTRL_C.is_set():
+        raise exc  # the learner pressed Ctrl-C (check reports it)
+    if isinstance(exc, NotImplementedError):
+        return f"{NOT_DONE}: replace `raise NotImplementedError()` with your code", ""
+    if isinstance(exc, RecursionError):
+        return f"case '{case.name}': infinite recursion (RecursionError)", case.hint
+    where = _safely(_where_in_learner_code, exc, fn, default="")
+    raised = f"case '{case.name}': your function raised {type(exc).__name__}"
+    message = _safe_str(exc)
+    if isinstance(exc, SystemExit):
+        return (f"{raised}{f' ({message})' if message else ''}{where}",
+                "sys.exit(), exit() and quit() stop the whole program: return the result "
+                "instead")
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit, ...
+        return (f"{raised}{f': {message}' if message else ''}{where}",
+                f"{type(exc).__name__} is not for reporting an error in a function: "
+                "raise an Exception (e.g. ValueError) or return the result")
+    return f"{raised}: {message}{where}", case.hint
+
+
+def _safely(fn: Callable, *args: Any, default: Any, seconds: float = 2.0) -> Any:
+    """``fn(*args)`` under a short time limit; ``default`` if it fails in any way."""
+    try:
+        return call_with_time_limit(fn, args, {}, seconds)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and _CTRL_C.is_set():
+            raise
+        return default
+
+
+def _safe_str(exc: BaseException) -> str:
+    """str(exc), which runs the learner's code for an exception class of its own."""
+    return _safely(str, exc, default=f"(a {type(exc).__name__} that cannot be shown)")
 
 
 def _mutation_hint(args: tuple, case_args: tuple, kwargs: dict, case_kwargs: dict) -> str:
@@ -551,14 +963,57 @@ def _report(verdict: Verdict) -> None:
             print(f"(could not record the verdict in {path}: {exc})")
 
 
+_CTRL_C = threading.Event()  # set when the learner presses Ctrl-C during a check
+
+
+class _NoticeCtrlC:
+    """On the main thread, notes a Ctrl-C (SIGINT) during a check, so that check reports it
+    as such rather than as a KeyboardInterrupt raised by the learner's function. The
+    previous handler still runs (and raises KeyboardInterrupt)."""
+
+    def __enter__(self) -> _NoticeCtrlC:
+        _CTRL_C.clear()
+        self.previous = None
+        try:
+            if (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGINT) is not None):
+                self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        except (ValueError, TypeError, OSError):
+            self.previous = None
+        return self
+
+    def _on_sigint(self, signum: int, frame: Any) -> Any:
+        _CTRL_C.set()
+        if callable(self.previous):
+            return self.previous(signum, frame)
+        if self.previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        if self.previous is not None:
+            for _attempt in range(3):
+                try:
+                    signal.signal(signal.SIGINT, self.previous)
+                    break
+                except Exception:
+                    break
+                except BaseException:  # a second Ctrl-C right now
+                    continue
+        return False
+
+
 def check(exercise_id: str, fn: Any) -> CheckResult:
     """Run the exercise's cases on ``fn``, show a short verdict with a hint, and return a
     ``CheckResult`` whose ``bool()`` is the verdict.
 
     Never raises, with one exception: under nbgrader (``NBGRADER_EXECUTION`` set) a failed
     check raises AssertionError so that nbgrader scores the test cell. The learner's
-    function gets copies of the inputs, runs under a time limit (``Exercise.timeout``), and
-    the global random states, grad mode and default dtype are restored afterwards.
+    function gets copies of the inputs and runs under a time limit (``Exercise.timeout``)
+    that it cannot swallow or switch off; whatever it changes in the kernel (random states,
+    grad mode, default dtype, torch threads, anomaly and deterministic modes, numpy error
+    settings, print, sys.stdout, signal handlers, ... see ``_kernel_settings``) is put back.
+    A Ctrl-C during the check shows "interrupted (Ctrl-C)" as a failed verdict.
     """
     _load_exercises()
     if exercise_id not in EXERCISES:
@@ -567,12 +1022,14 @@ def check(exercise_id: str, fn: Any) -> CheckResult:
     else:
         exercise = EXERCISES[exercise_id]
         try:
-            with _RandomState():
+            with _NoticeCtrlC(), _KernelState(fn):
                 problem, hint = _run_cases(exercise, fn)
+        except KeyboardInterrupt:
+            problem, hint = "interrupted (Ctrl-C)", ""
         except CheckTimeout:  # a timer that fired just after the call returned
             problem, hint = f"stopped after {exercise.timeout:g} s: the function runs too long", ""
-        except Exception as exc:  # never raise into the lesson
-            problem, hint = f"the check itself failed ({type(exc).__name__}: {exc})", ""
+        except BaseException as exc:  # never raise into the lesson
+            problem, hint = f"the check itself failed ({type(exc).__name__}: {_safe_str(exc)})", ""
         verdict = Verdict(exercise_id, problem is None, problem or "passed", hint)
     RESULTS[exercise_id] = verdict
     _report(verdict)
@@ -583,15 +1040,16 @@ def check(exercise_id: str, fn: Any) -> CheckResult:
 
 def use(exercise_id: str, fn: Any) -> Any:
     """The learner's answer if its check passed, else the library's reference (with a note),
-    so that later cells of a lesson work before the exercise is done."""
+    so that later cells of a lesson work before the exercise is done. Runs the check first
+    when it has not run yet; never raises for whatever the learner's function does."""
     verdict = RESULTS.get(exercise_id)
     if verdict is None:
         try:
             check(exercise_id, fn)
         except AssertionError:  # nbgrader: the test cell reports it, later cells go on
             pass
-        verdict = RESULTS[exercise_id]
-    if verdict.passed:
+        verdict = RESULTS.get(exercise_id)
+    if verdict is not None and verdict.passed:
         return fn
     if exercise_id not in EXERCISES:
         raise KeyError(f"use: no exercise has the id {exercise_id!r}")

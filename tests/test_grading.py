@@ -216,3 +216,348 @@ def test_compare_types():
     assert "floating-point" in compare(T([1, 2]), T([1.0, 2.0]))
     assert compare({"a": T(1.0)}, {"a": T(1.0)}) is None
     assert "key 'a'" in compare({"a": T(2.0)}, {"a": T(1.0)})
+
+
+# ---------------------------------------------------------------------------------------
+# the time limit holds whatever the learner's function does (main thread and other threads)
+
+LIMIT = 0.5    # the toy exercise's timeout
+SLACK = 3.0    # "within its limit plus a few seconds", on a busy 2-core machine
+
+
+def _tight(x):
+    while True:
+        pass
+
+
+def _swallows(x):
+    while True:
+        try:
+            while True:
+                pass
+        except BaseException:  # swallows CheckTimeout, KeyboardInterrupt, everything
+            pass
+
+
+def _swallows_every_line(x):
+    while True:
+        try:
+            pass
+        except BaseException:
+            pass
+
+
+def _resets_alarm(x):
+    try:
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    except ValueError:  # not on the main thread
+        pass
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    while True:
+        pass
+
+
+def _resets_alarm_and_swallows(x):
+    while True:
+        try:
+            try:
+                signal.signal(signal.SIGALRM, signal.SIG_IGN)
+            except ValueError:
+                pass
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            while True:
+                pass
+        except BaseException:
+            pass
+
+
+def _swallowing_helper():
+    try:
+        for _ in range(10 ** 12):
+            pass
+    except BaseException:
+        pass
+
+
+def _swallows_in_a_helper_and_untraces(x):
+    import sys
+    while True:
+        try:
+            sys.settrace(None)
+            _swallowing_helper()
+        except BaseException:
+            try:
+                while True:
+                    sys.settrace(None)
+            except BaseException:
+                pass
+
+
+def _sleeps_and_swallows(x):
+    while True:
+        try:
+            time.sleep(100)
+        except BaseException:
+            pass
+
+
+def _matmul_loop(x):
+    """Each product runs in C for a few ms; the limit acts between two of them. (A single
+    call into C that runs for minutes, e.g. one enormous product, cannot be interrupted:
+    the check ends when it returns.)"""
+    a = torch.randn(400, 400)
+    while True:
+        a = torch.tanh(a @ a)
+
+
+HANGS = [_tight, _swallows, _swallows_every_line, _resets_alarm, _resets_alarm_and_swallows,
+         _swallows_in_a_helper_and_untraces, _matmul_loop]
+
+
+def _check_threads():
+    return [t.name for t in threading.enumerate() if t.name.startswith("ppo-check")]
+
+
+@pytest.mark.parametrize("hang", HANGS + [_sleeps_and_swallows], ids=lambda f: f.__name__)
+def test_time_limit_holds_on_the_main_thread(toy, capsys, hang):
+    import sys
+    calls = []
+    previous = signal.signal(signal.SIGALRM, lambda *a: calls.append(1))
+    trace = sys.gettrace()
+    try:
+        start = time.monotonic()
+        result = check("toy_double", hang)
+        elapsed = time.monotonic() - start
+        assert not result and elapsed < LIMIT + SLACK, elapsed
+        assert "runs too long" in capsys.readouterr().out
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        signal.getsignal(signal.SIGALRM)(signal.SIGALRM, None)
+        assert calls == [1]  # our handler is back
+        assert sys.gettrace() is trace
+        assert _check_threads() == []
+        assert check("toy_double", double)  # the kernel still works
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("hang", HANGS, ids=lambda f: f.__name__)
+def test_time_limit_holds_outside_the_main_thread(toy, hang):
+    result = {}
+
+    def run():
+        start = time.monotonic()
+        result["ok"] = bool(check("toy_double", hang))
+        result["elapsed"] = time.monotonic() - start
+
+    worker = threading.Thread(target=run, name="test-worker")
+    worker.start()
+    worker.join(LIMIT + SLACK + 5)
+    assert not worker.is_alive()
+    assert result["ok"] is False and result["elapsed"] < LIMIT + SLACK, result
+    assert _check_threads() == []
+
+
+def test_call_with_time_limit_leaves_nothing_behind():
+    import sys
+    hook, trace = sys.unraisablehook, sys.gettrace()
+    with pytest.raises(grading.CheckTimeout):
+        grading.call_with_time_limit(_swallows, (None,), {}, 0.2)
+    assert grading.call_with_time_limit(double, (3,), {}, 1.0) == 6
+    assert sys.unraisablehook is hook and sys.gettrace() is trace
+    assert _check_threads() == [] and grading._limit_stack() == []
+
+
+def test_answer_that_hangs_while_being_compared(toy, capsys, monkeypatch):
+    monkeypatch.setattr(grading, "JUDGE_SECONDS", 0.5)
+
+    class Endless:
+        def __repr__(self):
+            while True:
+                pass
+
+    start = time.monotonic()
+    assert not check("toy_double", lambda x: Endless())
+    assert time.monotonic() - start < LIMIT + 0.5 + SLACK
+    assert "checking your answer took more than 0.5 s" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------
+# any exception, including BaseExceptions, is a verdict
+
+
+def _raises(exc):
+    def fn(x):
+        raise exc
+    return fn
+
+
+@pytest.mark.parametrize("exc, words", [
+    (SystemExit(3), "raised SystemExit (3)"),
+    (KeyboardInterrupt(), "raised KeyboardInterrupt"),
+    (GeneratorExit(), "raised GeneratorExit"),
+    (type("Custom", (BaseException,), {})("boom"), "raised Custom: boom"),
+])
+def test_base_exceptions_are_verdicts(toy, capsys, exc, words):
+    assert not check("toy_double", _raises(exc))
+    out = capsys.readouterr().out
+    assert out.startswith("✗ toy_double: case 'small': your function " + words.split(" ", 1)[0])
+    assert words in out and "raise exc" in out  # the learner's line
+
+
+def test_sys_exit_is_a_verdict(toy, capsys):
+    import sys
+
+    def quits(x):
+        sys.exit()
+    assert not check("toy_double", quits)
+    out = capsys.readouterr().out
+    assert "raised SystemExit" in out and "return the result instead" in out
+
+
+def test_exception_whose_message_fails(toy, capsys):
+    class Odd(Exception):
+        def __str__(self):
+            raise SystemExit("no")
+    assert not check("toy_double", _raises(Odd()))
+    assert "raised Odd: (a Odd that cannot be shown)" in capsys.readouterr().out
+
+
+def test_ctrl_c_during_a_check_is_a_verdict(toy, capsys):
+    handler = signal.getsignal(signal.SIGINT)
+
+    def waits_for_ctrl_c(x):
+        signal.raise_signal(signal.SIGINT)  # as if the learner pressed Ctrl-C (stop button)
+        while True:
+            time.sleep(0.01)
+    result = check("toy_double", waits_for_ctrl_c)
+    assert not result and result.verdict.message == "interrupted (Ctrl-C)"
+    assert capsys.readouterr().out.strip() == "✗ toy_double: interrupted (Ctrl-C)"
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_use_never_raises(toy, capsys):
+    import sys
+    for bad in (_raises(SystemExit(1)), _raises(KeyboardInterrupt()), _swallows,
+                lambda x: sys.exit(0)):
+        grading.RESULTS.clear()
+        assert use("toy_double", bad) is double
+        assert "using ppo_lib's reference" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------
+# what the learner's function changes in the kernel is put back
+
+
+def _np():
+    import numpy as np
+    return np
+
+
+def _set_default_device_meta():
+    torch.set_default_device("meta")
+
+
+MESSES = {  # name: (what the learner's function does, what is compared before and after)
+    "torch threads": (lambda: torch.set_num_threads(torch.get_num_threads() + 1),
+                      torch.get_num_threads),
+    "anomaly detection": (lambda: torch.set_anomaly_enabled(True, True),
+                          lambda: (torch.is_anomaly_enabled(),
+                                   torch.is_anomaly_check_nan_enabled())),
+    "deterministic algorithms": (
+        lambda: torch.use_deterministic_algorithms(True, warn_only=True),
+        lambda: (torch.are_deterministic_algorithms_enabled(),
+                 torch.is_deterministic_algorithms_warn_only_enabled())),
+    "numpy errors": (lambda: _np().seterr(all="raise"), lambda: _np().geterr()),
+    "numpy print options": (lambda: _np().set_printoptions(precision=2),
+                            lambda: _np().get_printoptions()),
+    "numpy RNG": (lambda: _np().random.seed(5), lambda: _np().random.get_state()[1].tolist()),
+    "python RNG": (lambda: __import__("random").seed(5),
+                   lambda: __import__("random").getstate()),
+    "torch RNG": (lambda: torch.manual_seed(5), lambda: torch.get_rng_state().tolist()),
+    "grad mode": (lambda: torch.set_grad_enabled(False), torch.is_grad_enabled),
+    "default dtype": (lambda: torch.set_default_dtype(torch.float64), torch.get_default_dtype),
+    "default device": (_set_default_device_meta, lambda: torch.empty(1).device.type),
+    "torch function mode": (lambda: torch.device("meta").__enter__(),
+                            lambda: torch.zeros(1).device.type),
+    "float32 matmul precision": (lambda: torch.set_float32_matmul_precision("medium"),
+                                 torch.get_float32_matmul_precision),
+    "torch print options": (lambda: torch.set_printoptions(precision=1),
+                            lambda: repr(torch.tensor([1.23456]))),
+    "recursion limit": (lambda: __import__("sys").setrecursionlimit(12345),
+                        lambda: __import__("sys").getrecursionlimit()),
+    "print": (lambda: setattr(__import__("builtins"), "print", lambda *a, **k: None),
+              lambda: __import__("builtins").print),
+    "a global print": (lambda: globals().__setitem__("print", lambda *a, **k: None),
+                       lambda: globals().get("print")),
+    "sys.stdout": (lambda: setattr(__import__("sys"), "stdout", __import__("io").StringIO()),
+                   lambda: __import__("sys").stdout),
+    "sys.displayhook": (lambda: setattr(__import__("sys"), "displayhook", print),
+                        lambda: __import__("sys").displayhook),
+    "trace function": (lambda: __import__("sys").settrace(lambda *a: None),
+                       lambda: __import__("sys").gettrace()),
+    "profile function": (lambda: __import__("sys").setprofile(lambda *a: None),
+                         lambda: __import__("sys").getprofile()),
+    "SIGINT handler": (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                       lambda: signal.getsignal(signal.SIGINT)),
+    "SIGALRM handler and timer": (
+        lambda: (signal.signal(signal.SIGALRM, signal.SIG_IGN),
+                 signal.setitimer(signal.ITIMER_REAL, 100)),
+        lambda: (signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL))),
+    "blocked signals": (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}),
+                        lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [])),
+    "environment": (lambda: __import__("os").environ.__setitem__("PPO_TEST_MESS", "1"),
+                    lambda: dict(__import__("os").environ)),
+    "working directory": (lambda: __import__("os").chdir("/"),
+                          lambda: __import__("os").getcwd()),
+    "warning filters": (lambda: __import__("warnings").simplefilter("error"),
+                        lambda: list(__import__("warnings").filters)),
+    "garbage collector": (lambda: __import__("gc").disable(), lambda: __import__("gc").isenabled()),
+}
+
+
+@pytest.mark.parametrize("name", list(MESSES))
+def test_what_the_function_changes_is_put_back(toy, name):
+    toy.timeout = 30  # the first use_deterministic_algorithms takes seconds (imports)
+    mess, probe = MESSES[name]
+    before = probe()
+
+    def messy(x):
+        mess()
+        return 2 * x
+    assert check("toy_double", messy)  # put back before judging, too
+    assert probe() == before
+
+
+def test_restored_even_when_the_function_fails(toy):
+    threads = torch.get_num_threads()
+
+    def messy_and_stuck(x):
+        torch.set_num_threads(threads + 1)
+        torch.set_anomaly_enabled(True)
+        _swallows(x)
+    assert not check("toy_double", messy_and_stuck)
+    assert torch.get_num_threads() == threads and not torch.is_anomaly_enabled()
+
+
+# ---------------------------------------------------------------------------------------
+# a check cell shows the verdict line only, no Out value (nbgrader warns about those)
+
+
+def test_a_check_cell_has_no_output_value(toy, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+    assert grading.CheckResult(grading.Verdict("x", True, "passed"))._ipython_display_() is None
+    shell = InteractiveShell.instance()
+    try:
+        for fn in (double, lambda x: x):
+            result = check("toy_double", fn)
+            assert shell.display_formatter.format(result) == ({}, {})
+        written = []
+        monkeypatch.setattr(shell.displayhook, "write_format_data",
+                            lambda data, md=None: written.append(data))
+        shell.user_ns.update(check=check, double=double)
+        for cell in ('check("toy_double", double)', 'check("toy_double", lambda x: x)'):
+            outcome = shell.run_cell(cell)
+            assert outcome.success and isinstance(outcome.result, grading.CheckResult)
+        assert written == []
+    finally:
+        InteractiveShell.clear_instance()
