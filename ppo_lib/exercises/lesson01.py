@@ -82,10 +82,11 @@ def _pg_gradient_check(log_prob_leaf: Tensor, advantage_leaf: Tensor, advantages
             return ("a gradient flows into the advantages: they are constants (weights) in "
                     "the policy gradient, detach them")
         want = -advantages / advantages.numel()
-        if grad_lp is None or not torch.allclose(grad_lp, want, atol=1e-6):
-            return (f"d loss / d log_probs is {grad_lp}, expected -A_t / n = {want}: the loss "
-                    "carries no gradient to log_probs" if grad_lp is None else
-                    f"d loss / d log_probs is {grad_lp.tolist()}, expected -A_t / n")
+        if grad_lp is None:
+            return "the loss carries no gradient to log_probs (.detach() or .data on them?)"
+        if not torch.allclose(grad_lp, want, atol=1e-6):
+            return (f"d loss / d log_probs is {[round(x, 4) for x in grad_lp.flatten().tolist()]}, "
+                    f"expected -A_t / n = {[round(x, 4) for x in want.flatten().tolist()]}")
         return None
     return check
 
