@@ -918,7 +918,8 @@ def clipped_surrogate_loss_cases() -> list[Case]:
         Case("a batch of one that requires grad (as lesson 03 uses it)",
              args=(leaf_one, T([2.0]), 0.2),
              verify=_graded(losses.clipped_surrogate_loss, (leaf_one, T([2.0]), 0.2), {},
-                            CSL_KNOWN, then=_gradient_is(leaf_one, T([-2.0]), "ratio")),
+                            CSL_KNOWN, then=_gradient_is(leaf_one, T([-2.0]), "ratio"),
+                            inputs_with_grad=[leaf_one]),
              hint="a 0-d loss from a (1,) ratio; d loss / d r = -A inside the range"),
     ]
 
