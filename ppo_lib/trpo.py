@@ -44,7 +44,8 @@ def conjugate_gradient(Avp: Callable[[Tensor], Tensor], b: Tensor, iters: int = 
     from x = 0: residual r = b - A x, search direction p, step alpha along p, and beta
     makes the next direction A-conjugate to the previous ones. Exact after n iterations
     for an n x n matrix (in exact arithmetic); TRPO uses ~10 and an approximate answer.
-    Stops early when r^T r < tol.
+    Stops early when r^T r < tol, or when the residual is exactly zero (then x solves the
+    system, and another step would divide 0 by 0).
     """
     if not callable(Avp):
         raise TypeError(f"Avp must be a function v -> A v, got {type(Avp).__name__}")
@@ -56,7 +57,7 @@ def conjugate_gradient(Avp: Callable[[Tensor], Tensor], b: Tensor, iters: int = 
     p = r.clone()
     r_dot_r = torch.dot(r, r)
     for _ in range(iters):
-        if r_dot_r < tol:
+        if r_dot_r < tol or r_dot_r == 0:
             break
         Ap = Avp(p)
         alpha = r_dot_r / torch.dot(p, Ap)

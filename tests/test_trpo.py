@@ -233,3 +233,11 @@ def test_fisher_matrix_matches_the_explicit_sum():
     obs, _, _ = tiny_data(seed=3, n=6)
     assert_close(fisher_matrix(policy, obs), explicit_fisher(policy, obs),
                                rtol=1e-6, atol=1e-10)
+
+
+def test_conjugate_gradient_tol_zero_stops_at_an_exact_solution():
+    """With tol=0 (as lesson 02 calls it) a system solved exactly (A = 2I: one step) must
+    stop, not divide 0 by 0 into NaN on the next step."""
+    b = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    x = conjugate_gradient(lambda v: 2.0 * v, b, iters=10, tol=0.0)
+    assert torch.allclose(x, b / 2) and not torch.isnan(x).any()
