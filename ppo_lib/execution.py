@@ -161,7 +161,9 @@ def _kernel_manager(kernel_name: str, tmp: str):
     from jupyter_client.manager import AsyncKernelManager
 
     km = AsyncKernelManager(kernel_name=kernel_name)
-    if os.name == "posix":  # IPC sockets in a private folder: no TCP port to race for
+    # IPC sockets in a private folder: no TCP port to race for (a socket path must stay
+    # under ~100 bytes; with a very long TMPDIR, TCP it is)
+    if os.name == "posix" and len(os.path.join(tmp, "k-99")) < 100:
         km.transport = "ipc"
         km.connection_file = os.path.join(tmp, "kernel.json")
         km.ip = os.path.join(tmp, "k")

@@ -27,13 +27,16 @@ solution in ``solutions/``), every exercise that solution checks, so deleting a 
 does not remove an exercise. One that cannot be graded (the notebook stopped before its
 function was defined) counts as "not run".
 
-What a determined learner can still do: the grading runs in the learner's kernel, so code
-the notebook left behind runs with it. It can patch what the fresh copy imports (torch,
-numpy, builtins, ``importlib`` itself: e.g. make ``torch.allclose`` always true), replace
-the kernel's ``user_expressions`` machinery, or have the answer function, when called by
-the grader, inspect the stack to find the nonce and the fresh module and rewrite verdicts.
-Nothing in-process can stop that; grading answers in a separate process from their source
-would. The grader raises the bar from "append a line" to "patch the interpreter".
+What a determined learner can still do. The grader checks what an answer computes, not
+who wrote it: ``def gae(*args): return ppo_lib.returns.gae(*args)`` passes (so does a copy
+of the library's source). And the grading runs in the learner's kernel, so code the
+notebook left behind runs with it: it can patch what the fresh copy imports (torch, numpy,
+builtins, ``importlib`` itself; e.g. make ``torch.isclose`` always true, or make the
+loader return a doctored ``grading``), replace the kernel's ``user_expressions`` or
+display-formatting machinery, or have the answer, when the grader calls it, walk the stack
+to the nonce and the fresh module and rewrite the verdicts. Nothing in-process can stop
+that; grading the answer's source in a separate, clean process would. The grader raises
+the bar from "print or append a line" to "patch the interpreter".
 
 Prints a score table per notebook and exercise (``--json``: one JSON document, always,
 missing notebooks included). Exit code 0 only when every exercise of every notebook passed,
