@@ -339,7 +339,10 @@ def _same(a: Any, b: Any) -> bool:
 #      exception is caught (its creation) or swallowed (its ``__del__``).
 # Before the deadline nothing is traced, so the learner's code runs at full speed. What
 # still cannot be stopped: one long call into C (a huge matrix product, a sleep off the
-# main thread) ends the check only when it returns.
+# main thread) ends the check only when it returns. Until then the watchdog's CheckTimeout
+# stays pending, and (CPython 3.11) another thread that is being traced, e.g. by a
+# debugger, spins meanwhile; a pending one is never cancelled with SetAsyncExc(id, NULL),
+# which would leave that state on for good.
 
 KICK_INTERVAL = 0.005  # seconds between the watchdog's CheckTimeouts past the deadline
 WATCHDOG_NAME = "ppo-check-watchdog"
@@ -631,7 +634,7 @@ def _kernel_settings(fn: Any) -> list[tuple]:
         ("environment variables", lambda: dict(os.environ), _put_dict(os.environ, full=True),
          _equal),
         ("working directory", os.getcwd, os.chdir, _equal),
-        ("warning filters", lambda: list(warnings.filters), _set_warning_filters, _never),
+        ("warning filters", lambda: list(warnings.filters), _set_warning_filters, _equal),
         ("warnings.showwarning", lambda: warnings.showwarning,
          partial(setattr, warnings, "showwarning"), is_),
     ]
@@ -646,7 +649,7 @@ def _kernel_settings(fn: Any) -> list[tuple]:
             ("numpy error handling", np.geterr, lambda v: np.seterr(**v), _equal),
             ("numpy error callback", np.geterrcall, np.seterrcall, is_),
             ("numpy print options", np.get_printoptions, lambda v: np.set_printoptions(**v),
-             _never),
+             _equal),
         ]
     try:
         names = getattr(fn, "__globals__", None)
@@ -794,8 +797,8 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
                 _judge, (exercise, case, fn, got, args, kwargs, case_args, case_kwargs),
                 seconds=JUDGE_SECONDS)
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt) and _CTRL_C.is_set():
-                raise
+            if isinstance(exc, (KeyboardInterrupt, CheckTimeout)) and _CTRL_C.is_set():
+                raise KeyboardInterrupt from None
             if isinstance(exc, CheckTimeout):
                 return (f"case '{case.name}': checking your answer took more than "
                         f"{JUDGE_SECONDS:g} s (it runs code of what your function returned)",
@@ -835,12 +838,12 @@ def _judge(exercise: Exercise, case: Case, fn: Any, got: Any, args: tuple, kwarg
 def _explain_failure(exc: BaseException, exercise: Exercise, case: Case,
                      fn: Any) -> tuple[str, str]:
     """(problem, hint) for a call of the learner's function that raised ``exc``."""
+    if isinstance(exc, (KeyboardInterrupt, CheckTimeout)) and _CTRL_C.is_set():
+        raise KeyboardInterrupt  # the learner pressed Ctrl-C (check reports it)
     if isinstance(exc, CheckTimeout):
         return (f"stopped after {exercise.timeout:g} s on case '{case.name}': "
                 "the function runs too long", "look for a loop that never ends "
                 "(e.g. a `while` whose condition never changes)")
-    if isinstance(exc, KeyboardInterrupt) and _CTRL_C.is_set():
-        raise exc  # the learner pressed Ctrl-C (check reports it)
     if isinstance(exc, NotImplementedError):
         return f"{NOT_DONE}: replace `raise NotImplementedError()` with your code", ""
     if isinstance(exc, RecursionError):
@@ -864,8 +867,8 @@ def _safely(fn: Callable, *args: Any, default: Any, seconds: float = 2.0) -> Any
     try:
         return call_with_time_limit(fn, args, {}, seconds)
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt) and _CTRL_C.is_set():
-            raise
+        if isinstance(exc, (KeyboardInterrupt, CheckTimeout)) and _CTRL_C.is_set():
+            raise KeyboardInterrupt from None
         return default
 
 
@@ -984,6 +987,9 @@ class _NoticeCtrlC:
 
     def _on_sigint(self, signum: int, frame: Any) -> Any:
         _CTRL_C.set()
+        for limit in _limit_stack():  # a function that swallows KeyboardInterrupt is
+            limit.expired = True      # stopped as if past its time limit
+        _rearm()
         if callable(self.previous):
             return self.previous(signum, frame)
         if self.previous != signal.SIG_IGN:
@@ -1024,10 +1030,12 @@ def check(exercise_id: str, fn: Any) -> CheckResult:
         try:
             with _NoticeCtrlC(), _KernelState(fn):
                 problem, hint = _run_cases(exercise, fn)
-        except KeyboardInterrupt:
-            problem, hint = "interrupted (Ctrl-C)", ""
-        except CheckTimeout:  # a timer that fired just after the call returned
-            problem, hint = f"stopped after {exercise.timeout:g} s: the function runs too long", ""
+        except (KeyboardInterrupt, CheckTimeout) as exc:
+            if isinstance(exc, KeyboardInterrupt) or _CTRL_C.is_set():
+                problem, hint = "interrupted (Ctrl-C)", ""
+            else:  # a timer that fired just after the call returned
+                problem, hint = (f"stopped after {exercise.timeout:g} s: the function runs "
+                                 "too long"), ""
         except BaseException as exc:  # never raise into the lesson
             problem, hint = f"the check itself failed ({type(exc).__name__}: {_safe_str(exc)})", ""
         verdict = Verdict(exercise_id, problem is None, problem or "passed", hint)

@@ -357,6 +357,27 @@ def test_time_limit_holds_outside_the_main_thread(toy, hang):
     assert _check_threads() == []
 
 
+def test_a_blocking_call_off_the_main_thread_ends_the_check_when_it_returns(toy):
+    """What the limit cannot do: stop one call that blocks in C outside the main thread
+    (the alarm that cuts time.sleep short works on the main thread only; likewise one long
+    torch operation, on any thread, is never interrupted). The check waits for it to return,
+    then fails as too long, and leaves no thread behind."""
+    result = {}
+
+    def run():
+        start = time.monotonic()
+        result["ok"] = bool(check("toy_double", lambda x: time.sleep(1.5)))
+        result["elapsed"] = time.monotonic() - start
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(1.5 + SLACK + 5)
+    assert not worker.is_alive() and result["ok"] is False
+    assert "runs too long" in grading.RESULTS["toy_double"].message
+    assert 1.5 <= result["elapsed"] < 1.5 + SLACK
+    assert _check_threads() == []
+
+
 def test_call_with_time_limit_leaves_nothing_behind():
     import sys
     hook, trace = sys.unraisablehook, sys.gettrace()
@@ -433,6 +454,24 @@ def test_ctrl_c_during_a_check_is_a_verdict(toy, capsys):
     assert not result and result.verdict.message == "interrupted (Ctrl-C)"
     assert capsys.readouterr().out.strip() == "✗ toy_double: interrupted (Ctrl-C)"
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_ctrl_c_stops_a_function_that_swallows_it(toy, capsys):
+    toy.timeout = 30
+
+    def stubborn(x):
+        while True:
+            try:
+                signal.raise_signal(signal.SIGINT)
+                while True:
+                    pass
+            except BaseException:
+                pass
+    start = time.monotonic()
+    result = check("toy_double", stubborn)
+    assert time.monotonic() - start < SLACK  # long before its 30 s limit
+    assert not result and result.verdict.message == "interrupted (Ctrl-C)"
+    assert _check_threads() == []
 
 
 def test_use_never_raises(toy, capsys):
