@@ -41,6 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _name(path: Path) -> str:
+    return os.path.relpath(path, ROOT) if path.is_relative_to(ROOT) else str(path)
+
+
 def widget_notebooks() -> list[Path]:
     """Lessons and solutions with a code cell that calls ``interact`` (or
     ``interact_with_readout``)."""
@@ -101,7 +105,7 @@ def run_one(path: Path, client: str, cell_timeout: float, provoke: float) -> dic
 
     lateness = _instrument(provoke)
     started = time.monotonic()
-    row: dict = {"notebook": str(path.relative_to(ROOT)), "client": client}
+    row: dict = {"notebook": _name(path), "client": client}
     if client == "grade":
         from ppo_lib.grade import grade_notebook
 
@@ -156,12 +160,12 @@ def launch(path: Path, args) -> dict:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)  # the run and its kernel (same session)
         process.communicate()
-        return {"notebook": str(path.relative_to(ROOT)), "client": args.client,
+        return {"notebook": _name(path), "client": args.client,
                 "status": "hung", "seconds": round(time.monotonic() - started, 1),
                 "replies": 0, "max_reply_delay": None, "timed_out_cells": []}
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
-        return {"notebook": str(path.relative_to(ROOT)), "client": args.client,
+        return {"notebook": _name(path), "client": args.client,
                 "status": f"crashed (exit {process.returncode})",
                 "seconds": round(time.monotonic() - started, 1), "replies": 0,
                 "max_reply_delay": None, "timed_out_cells": []}

@@ -99,21 +99,21 @@ def _stress(*args: str) -> tuple[int, list[dict], str]:
 
 def test_stress_widget_lesson_with_provoked_lag_two_at_once_never_stalls():
     code, rows, out = _stress("--client", "fixed", "--provoke", "0.05", "--rounds", "2",
-                              "--parallel", "2", "--cell-timeout", "40",
+                              "--parallel", "2", "--cell-timeout", "60",
                               "--notebooks", str(LESSON_03))
     assert code == 0 and len(rows) == 2, out
     for row in rows:
         assert row["status"] == "ok" and not row["timed_out_cells"], out
-        assert row["max_reply_delay"] < 2.0 and row["seconds"] < 40, out
+        assert row["max_reply_delay"] < 2.0 and row["seconds"] < 60, out
 
 
 def test_the_provoked_lag_makes_plain_nbclient_stall():
     """The stress above can fail on the defect: the same provocation stalls plain nbclient
     (each interact cell waits its whole limit). Skipped if nbclient no longer does."""
     code, rows, out = _stress("--client", "plain", "--provoke", "0.05", "--rounds", "1",
-                              "--parallel", "1", "--cell-timeout", "8",
+                              "--parallel", "1", "--cell-timeout", "15",
                               "--notebooks", str(LESSON_03))
     (row,) = rows
     if code == 0:
         pytest.skip("plain nbclient did not lose the wake-up here (fixed upstream?)")
-    assert row["max_reply_delay"] > 6.0 and len(row["timed_out_cells"]) >= 1, out
+    assert row["max_reply_delay"] > 10.0 and len(row["timed_out_cells"]) >= 1, out
