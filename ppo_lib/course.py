@@ -389,7 +389,9 @@ def execute(path: str | Path, timeout: float = 600, kernel_name: str = "python3"
     path = Path(path).resolve()
     nb = nbformat.reads(json.dumps(solution_metadata(_read(path), path.stem)), as_version=4)
     run = run_notebook(nb, str(path.parent), cell_timeout=timeout, kernel_name=kernel_name,
-                       store_widget_state=False,  # solutions keep none
+                       # nbclient's Output-widget hook needs the state while it runs
+                       # (with False it fails with a KeyError); solutions keep none of it:
+                       store_widget_state=True,
                        handle_signals=True)
     if run.status == "interrupted":
         raise KeyboardInterrupt(run.error)
@@ -398,6 +400,7 @@ def execute(path: str | Path, timeout: float = 600, kernel_name: str = "python3"
     if run.status != "ok":
         raise RuntimeError(f"{path.name}: {run.error}")
     data = json.loads(nbformat.writes(nb))
+    data.get("metadata", {}).pop(WIDGET_STATE_KEY, None)
     for cell in data["cells"]:
         cell["metadata"] = _clean_metadata(cell.get("metadata", {}))
     path.write_text(dumps(data), encoding="utf-8")

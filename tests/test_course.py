@@ -198,14 +198,18 @@ def test_show_source_rejects_builtins():
 def test_execute_stores_outputs_and_metadata(tmp_path):
     nb = new_notebook(cells=[new_markdown_cell("# t"), new_code_cell("print(6 * 7)"),
                              new_code_cell('x = 1\nif False:\n    check("gae", x)'),
-                             new_code_cell("import ipywidgets\nipywidgets.IntSlider(value=3)")])
+                             new_code_cell("import ipywidgets\nipywidgets.IntSlider(value=3)"),
+                             # an interact's Output widget: nbclient's hook needs the state
+                             # while it runs (store_widget_state=False raised a KeyError)
+                             new_code_cell("w = ipywidgets.interact(lambda k: print('k =', k), "
+                                           "k=ipywidgets.IntSlider(value=4))")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "42_t.ipynb"
     nbformat.write(nb, path)
     course.execute(path, timeout=120)
     done = json.loads(path.read_text())
     assert "".join(done["cells"][1]["outputs"][0]["text"]) == "42\n"
-    assert [c.get("execution_count") for c in done["cells"][1:]] == [1, 2, 3]
+    assert [c.get("execution_count") for c in done["cells"][1:]] == [1, 2, 3, 4]
     assert done["cells"][2]["metadata"]["nbgrader"]["grade"] is True
     # the slider's view is an output, its state is not stored (nbclient would by default)
     assert "application/vnd.jupyter.widget-view+json" in done["cells"][3]["outputs"][0]["data"]
