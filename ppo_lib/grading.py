@@ -332,11 +332,12 @@ def _same(a: Any, b: Any) -> bool:
 #      call short, e.g. time.sleep);
 #   2. a watchdog thread, which the learner's code cannot reset, raises CheckTimeout in the
 #      calling thread every few milliseconds (PyThreadState_SetAsyncExc, like Ctrl-C);
-#   3. whenever a CheckTimeout is created or dropped in that thread (caught and swallowed),
-#      ``_rearm`` installs a trace function on the learner's frames that raises it again at
-#      the next line, including the first line of the ``except`` clause that caught it. A
-#      trace function that raises is switched off by CPython, hence the re-arming when the
-#      exception is caught (its creation) or swallowed (its ``__del__``).
+#   3. whenever a CheckTimeout is created or dropped in that thread, ``_rearm`` installs a
+#      trace function on the learner's frames that raises it again at the next line,
+#      including the first line of the ``except`` clause that caught it. CPython switches
+#      off a trace function that raises, so it raises the class (``_trace_line``): the
+#      instance is created where the learner's code catches it, and its ``__init__``
+#      re-arms the trace there; ``__del__`` re-arms it when a kept one is dropped.
 # Before the deadline nothing is traced, so the learner's code runs at full speed. What
 # still cannot be stopped: one long call into C (a huge matrix product, a sleep off the
 # main thread) ends the check only when it returns. Until then the watchdog's CheckTimeout
@@ -352,8 +353,11 @@ try:
     import ctypes
     _SET_ASYNC_EXC = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
         ("PyThreadState_SetAsyncExc", ctypes.pythonapi))
+    _INCREF = ctypes.PYFUNCTYPE(None, ctypes.py_object)(("Py_IncRef", ctypes.pythonapi))
+    _ERR_RESTORE = ctypes.PYFUNCTYPE(None, ctypes.py_object, ctypes.c_void_p, ctypes.c_void_p)(
+        ("PyErr_Restore", ctypes.pythonapi))
 except Exception:  # not CPython: the alarm (main thread) is the only limit
-    _SET_ASYNC_EXC = None
+    _SET_ASYNC_EXC = _INCREF = _ERR_RESTORE = None
 
 
 def _async_raise(thread_id: int, exc_type: type) -> None:
@@ -407,8 +411,18 @@ def _trace_call(frame, event, arg):
 
 
 def _trace_line(frame, event, arg):
-    """The learner's frames past a deadline: every line raises CheckTimeout."""
+    """The learner's frames past a deadline: every line raises CheckTimeout.
+
+    Raised as a class, not an instance, so that the instance is created (and its
+    ``__init__`` re-arms the trace) where the learner's code catches it: a ``raise`` here
+    would create it inside this trace function, which CPython then switches off. Tracing is
+    switched off first, else CPython would create it here all the same (to report the
+    exception event)."""
     if _expired_limit() is not None:
+        if _ERR_RESTORE is not None:
+            sys.settrace(None)
+            _INCREF(CheckTimeout)  # PyErr_Restore takes over a reference
+            _ERR_RESTORE(CheckTimeout, None, None)  # raises CheckTimeout
         raise CheckTimeout()
     return None
 
@@ -441,7 +455,6 @@ class _TimeLimit:
         self._previous_unraisable = sys.unraisablehook
         try:
             _limit_stack().append(self)
-            sys.unraisablehook = self._unraisable
             self._watchdog = threading.Thread(target=self._watch, name=WATCHDOG_NAME,
                                               daemon=True)
             self._watchdog.start()
@@ -474,21 +487,24 @@ class _TimeLimit:
             with self._lock:
                 if self.done:
                     return
-                self.expired = True
+                self._expire()
                 _async_raise(self.thread_id, CheckTimeout)
             if self._finished.wait(KICK_INTERVAL):
                 return
 
     def _on_alarm(self, signum, frame) -> None:
         if not self.done:
-            self.expired = True
+            self._expire()
             raise CheckTimeout()
 
-    def _unraisable(self, unraisable) -> None:
-        """A CheckTimeout that landed in a ``__del__`` is dropped silently (the watchdog
-        raises another); anything else goes to the previous hook."""
-        if not isinstance(unraisable.exc_value, CheckTimeout):
-            self._previous_unraisable(unraisable)
+    def _expire(self) -> None:
+        """Past the deadline (called before ``done`` is set, see ``_close``)."""
+        if not self.expired:
+            # A CheckTimeout may now land in a __del__ (ours, or the learner's), which
+            # prints "Exception ignored in ...". Silence that with a hook in C: one in
+            # Python could itself be hit. (The watchdog raises another CheckTimeout.)
+            sys.unraisablehook = id
+        self.expired = True
 
     def _start_alarm(self) -> None:
         self._started = time.monotonic()

@@ -293,6 +293,71 @@ def _swallows_in_a_helper_and_untraces(x):
                 pass
 
 
+def _keeps_what_it_catches(x):
+    kept = []
+    while True:
+        try:
+            while True:
+                pass
+        except BaseException as exc:
+            kept.append(exc)
+
+
+def _continue_in_finally(x):
+    while True:
+        try:
+            while True:
+                pass
+        finally:
+            continue  # drops the exception
+
+
+def _suppresses(x):
+    import contextlib
+    while True:
+        with contextlib.suppress(BaseException):
+            while True:
+                pass
+
+
+def _recurses_in_its_handlers(x, depth=0):
+    try:
+        while True:
+            if depth < 50:
+                _recurses_in_its_handlers(x, depth + 1)
+    except BaseException:  # also RecursionError
+        _recurses_in_its_handlers(x)
+
+
+def _swallows_in_a_generator(x):
+    def forever():
+        while True:
+            try:
+                yield 1
+            except BaseException:
+                pass
+    for _ in forever():
+        try:
+            pass
+        except BaseException:
+            pass
+
+
+def _loops_in_del(x):
+    class Stubborn:
+        def __del__(self):  # CPython ignores exceptions raised in __del__
+            while True:
+                try:
+                    pass
+                except BaseException:
+                    pass
+    while True:
+        try:
+            Stubborn()
+        except BaseException:
+            pass
+
+
 def _sleeps_and_swallows(x):
     while True:
         try:
@@ -311,7 +376,9 @@ def _matmul_loop(x):
 
 
 HANGS = [_tight, _swallows, _swallows_every_line, _resets_alarm, _resets_alarm_and_swallows,
-         _swallows_in_a_helper_and_untraces, _matmul_loop]
+         _swallows_in_a_helper_and_untraces, _keeps_what_it_catches, _continue_in_finally,
+         _suppresses, _recurses_in_its_handlers, _swallows_in_a_generator, _loops_in_del,
+         _matmul_loop]
 
 
 def _check_threads():
@@ -376,6 +443,12 @@ def test_a_blocking_call_off_the_main_thread_ends_the_check_when_it_returns(toy)
     assert "runs too long" in grading.RESULTS["toy_double"].message
     assert 1.5 <= result["elapsed"] < 1.5 + SLACK
     assert _check_threads() == []
+
+
+def test_nothing_is_printed_to_stderr(toy, capsys):
+    for hang in (_loops_in_del, _recurses_in_its_handlers, _swallows):
+        assert not check("toy_double", hang)
+    assert capsys.readouterr().err == ""
 
 
 def test_call_with_time_limit_leaves_nothing_behind():
