@@ -311,10 +311,29 @@ def _clone(value: Any) -> Any:
         return value
 
 
+def _snapshot(value: Any) -> Any:
+    """Like ``_clone``, but tensors that require grad are copied too (detached, with their
+    ``requires_grad`` flag), so that ``_same`` can tell whether a call changed them."""
+    if isinstance(value, torch.Tensor):
+        copy_ = value.detach().clone()
+        if value.requires_grad and copy_.is_floating_point():
+            copy_.requires_grad_(True)
+        return copy_
+    if isinstance(value, tuple):
+        return tuple(_snapshot(v) for v in value)
+    if isinstance(value, list):
+        return [_snapshot(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    return _clone(value)
+
+
 def _same(a: Any, b: Any) -> bool:
-    """Exact equality of case inputs (to detect in-place modification)."""
+    """Exact equality of case inputs (to detect in-place modification), including whether
+    a tensor requires grad (``x.requires_grad_(False)`` changes the caller's tensor)."""
     if isinstance(a, torch.Tensor):
         return (isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.requires_grad == b.requires_grad
                 and torch.equal(torch.nan_to_num(a.detach()), torch.nan_to_num(b.detach())))
     if isinstance(a, (tuple, list)):
         return isinstance(b, (tuple, list)) and len(a) == len(b) and all(map(_same, a, b))
@@ -795,8 +814,11 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
             "this is a bug in ppo_lib/exercises, please report it"
     deadline = time.monotonic() + exercise.timeout
     for case in cases:
-        case_args, case_kwargs = _positional(exercise.reference, case.args, case.kwargs)
+        case_args, case_kwargs = positional_arguments(exercise.reference, case.args, case.kwargs)
         args, kwargs = _clone(case_args), _clone(case_kwargs)
+        # tensors that require grad reach the learner as they are (gradients are checked
+        # through them): a copy taken now shows whether the call changed them in place
+        pristine_args, pristine_kwargs = _snapshot(case_args), _snapshot(case_kwargs)
         if exercise.kind == "value":
             got = fn
         else:
@@ -810,7 +832,7 @@ def _run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
                 return _explain_failure(exc, exercise, case, fn)
         try:  # comparing may run the learner's code too (e.g. a method of what it returned)
             problem, hint = call_with_time_limit(
-                _judge, (exercise, case, fn, got, args, kwargs, case_args, case_kwargs),
+                _judge, (exercise, case, fn, got, args, kwargs, pristine_args, pristine_kwargs),
                 seconds=JUDGE_SECONDS)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, CheckTimeout)) and _CTRL_C.is_set():
@@ -897,6 +919,12 @@ def _mutation_hint(args: tuple, case_args: tuple, kwargs: dict, case_kwargs: dic
     """A hint for the kind of value that was changed in place."""
     pairs = list(zip(args, case_args)) + [(kwargs[k], case_kwargs[k]) for k in kwargs]
     changed = [a for a, b in pairs if not _same(a, b)]
+    flipped = [(a, b) for a, b in pairs if isinstance(a, torch.Tensor)
+               and isinstance(b, torch.Tensor) and a.requires_grad != b.requires_grad]
+    if flipped:
+        return ("`requires_grad_(False)` (or `requires_grad_()`) changed whether the caller's "
+                "tensor tracks gradients: use `.detach()` for a copy without gradient, and "
+                "leave the inputs as they are")
     if changed and isinstance(changed[0], dict):
         return ("copy the dict before changing it (e.g. `config = dict(config)`) or build a "
                 "new one: the caller's dict must stay as it was")
@@ -906,7 +934,7 @@ def _mutation_hint(args: tuple, case_args: tuple, kwargs: dict, case_kwargs: dic
             "arguments (`x += ...`, `x[t] = ...`, `x.clamp_()` change the caller's tensor)")
 
 
-def _positional(reference: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def positional_arguments(reference: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """The case's keyword arguments moved to their positions in the reference's signature,
     so that a learner who renamed a parameter is graded on what the function computes.
     (Defaults in between are filled in from the reference.) Keyword-only parameters stay

@@ -4,6 +4,7 @@ mistake is rejected, and check handles stubs, errors and endless loops."""
 import time
 
 import pytest
+import torch
 
 from ppo_lib import grading
 
@@ -100,3 +101,41 @@ def test_value_exercises_not_answered_yet(capsys):
         if grading.EXERCISES[exercise_id].kind == "value":
             assert not grading.check(exercise_id, None)
             assert f"✗ {exercise_id}: not done yet" in capsys.readouterr().out
+
+
+def _graph_exercise(monkeypatch):
+    """A throwaway exercise whose input is a non-leaf tensor that requires grad (as a
+    critic's output is): those reach the learner as they are, for gradient checks."""
+    def cases():
+        w = torch.tensor(2.0, requires_grad=True)
+        return [grading.Case("critic output", args=(w * torch.tensor([1.0, -2.0, 3.0]),))]
+
+    def reference(values):
+        return (values ** 2).mean()
+    exercise = grading.Exercise(id="toy_graph", lesson="99", title="mean square",
+                                cases=cases, reference=reference)
+    monkeypatch.setitem(grading.EXERCISES, "toy_graph", exercise)
+
+
+def test_in_place_change_of_a_graph_input_is_caught(monkeypatch, capsys):
+    _graph_exercise(monkeypatch)
+
+    def squares_in_place(values):
+        return values.mul_(values).mean()       # right number, caller's tensor changed
+    assert grading.check("toy_graph", lambda values: (values ** 2).mean())
+    result = grading.check("toy_graph", squares_in_place)
+    assert not result and "changed its inputs in place" in result.verdict.message
+
+
+def test_requires_grad_false_on_a_leaf_input_is_named(monkeypatch, capsys):
+    def cases():
+        return [grading.Case("a parameter", args=(torch.tensor([1.0, -2.0], requires_grad=True),))]
+    exercise = grading.Exercise(id="toy_leaf", lesson="99", title="mean square", cases=cases,
+                                reference=lambda values: (values ** 2).mean())
+    monkeypatch.setitem(grading.EXERCISES, "toy_leaf", exercise)
+
+    def no_grad_please(values):
+        values.requires_grad_(False)
+        return (values ** 2).mean()
+    result = grading.check("toy_leaf", no_grad_please)
+    assert not result and "requires_grad_(False)" in result.verdict.hint

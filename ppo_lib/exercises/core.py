@@ -104,8 +104,7 @@ def _output(fn: Callable, args: tuple, kwargs: dict) -> Any:
 def _as_check_calls(reference: Callable, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """The arguments as ``check`` passes them to the learner (positionally, bound to the
     reference's signature), so that known mistakes are called the same way."""
-    bind = getattr(grading, "_positional", None)
-    return bind(reference, args, kwargs) if bind is not None else (args, kwargs)
+    return grading.positional_arguments(reference, args, kwargs)
 
 
 def _graded(reference: Callable, args: tuple, kwargs: dict, known: Sequence[Known],
