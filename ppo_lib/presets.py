@@ -42,8 +42,30 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def get(name: str) -> dict[str, Any]:
-    """A fresh copy of the preset ``name`` (edit it freely)."""
+# The number of environment steps each preset is meant for (``budget(name)``): what its
+# source trains for, or what we measured it to need.
+BUDGETS: dict[str, int] = {
+    "cartpole": 100_000,          # rl-baselines3-zoo's CartPole-v1 n_timesteps
+    "atari": 2_500_000,           # the PPO paper: 10M frames = 2.5M agent steps (frame skip 4)
+    "mujoco": 1_000_000,          # the PPO paper's MuJoCo runs
+    "cartpole_tuned": 100_000,    # rl-baselines3-zoo's CartPole-v1 n_timesteps
+    "cartpole_fast": 100_000,     # solved at 31k-93k steps for seeds 0-4 (benchmarks/README)
+    "pendulum": 100_000,          # rl-baselines3-zoo's Pendulum-v1 n_timesteps
+}
+
+
+def budget(name: str) -> int:
+    """The number of environment steps the preset ``name`` is meant to train for."""
+    _known(name)
+    return BUDGETS[name]
+
+
+def _known(name: str) -> None:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+
+
+def get(name: str) -> dict[str, Any]:
+    """A fresh copy of the preset ``name`` (edit it freely)."""
+    _known(name)
     return copy.deepcopy(PRESETS[name])

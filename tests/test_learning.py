@@ -40,11 +40,12 @@ def test_cartpole_solved_for_4_of_5_seeds():
     for seed in range(5):
         cb = StopWhenSolved("CartPole-v1", threshold=475, gate=450, gap=2000)
         PPO("MlpPolicy", "CartPole-v1", seed=seed, **presets.get("cartpole_fast")).learn(
-            150_000, callback=cb)
+            presets.budget("cartpole_fast"), callback=cb)
         solved.append(cb.solved_mean is not None)
         if sum(solved) >= 4 or solved.count(False) >= 2:
             break
-    assert sum(solved) >= 4, f"CartPole solved (eval >= 475 within 150k steps) for {solved}"
+    assert sum(solved) >= 4, (f"CartPole solved (eval >= 475 within the preset's budget, "
+                              f"{presets.budget('cartpole_fast'):,} steps) for {solved}")
 
 
 @pytest.mark.slow

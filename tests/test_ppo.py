@@ -375,3 +375,10 @@ def test_batch_size_not_dividing_the_rollout_warns_as_sb3():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=32, batch_size=16)
+
+
+def test_every_preset_states_its_budget():
+    for name in presets.PRESETS:
+        assert isinstance(presets.budget(name), int) and presets.budget(name) > 0
+    with pytest.raises(ValueError, match="unknown preset 'cartpol'"):
+        presets.budget("cartpol")
