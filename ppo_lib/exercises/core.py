@@ -1195,6 +1195,10 @@ CF_KNOWN = [
           lambda r, eps: _share((r > 1 + eps) | (r < 1 / (1 + eps))), "1 / (1 + eps)",
           "your lower bound is 1 / (1 + eps): the clip range is [1 - eps, 1 + eps] (r = 0.82 "
           "is inside for eps 0.2)"),
+    Known("|r - 1| >= eps (the bounds counted as clipped)",
+          lambda r, eps: _share((r - 1).abs() >= eps), "strictly",
+          "you count r exactly at 1 - eps or 1 + eps: there clip(r) = r and the gradient still "
+          "flows, so only |r - 1| strictly greater than eps is clipped (SB3: > clip_range)"),
 ]
 
 
@@ -1217,6 +1221,10 @@ def clip_fraction_cases() -> list[Case]:
         case("just inside and outside the upper bound: 1.19, 1.21 for eps 0.2",
              (T([1.19, 1.21, 1.0, 1.0]), 0.2), expected=0.25,
              hint="the bounds are 1 - eps = 0.8 and 1 + eps = 1.2 on r itself: |r - 1| > eps"),
+        case("exactly on the bounds: r = 0.75 and 1.25 for eps 0.25 are not clipped",
+             (T([0.75, 1.25, 0.7, 1.0]), 0.25), expected=0.25,
+             hint="at r = 1 - eps or 1 + eps the clip changes nothing: count |r - 1| strictly "
+                  "greater than eps"),
         case("(T, N) = (4, 3): the share over every entry",
              (T([[0.5, 1.0, 1.0], [1.0, 1.5, 1.0], [1.0, 1.0, 1.0], [1.1, 1.0, 1.0]]), 0.2),
              expected=1 / 6, hint="one number over every entry (ratio.numel() of them)"),
