@@ -16,6 +16,7 @@ import torch
 
 from ..grading import Case, Exercise, Mistake, register
 from ..losses import ppo_loss
+from .gradients import gradient_flow_problem, gradient_mismatch_problem
 
 # ---------------------------------------------------------------------------------------
 # ppo_loss: L = L^CLIP + vf_coef * L^VF - ent_coef * mean_t H_t (signature of
@@ -78,16 +79,8 @@ def _graph_case() -> Case:
         if not loss.requires_grad:
             return ("the loss carries no gradient (.item(), .detach(), .numpy() or "
                     "torch.tensor(...) somewhere?)")
-        try:
-            grads = torch.autograd.grad(loss, [leaves[k] for k in GRAD_INPUTS],
-                                        allow_unused=True)
-        except RuntimeError as exc:
-            return f"loss.backward() fails: {exc}"
-        for name, grad in zip(GRAD_INPUTS, grads):
-            if grad is None or not grad.any():
-                return (f"no gradient flows to {name}: it was detached (.detach(), .data, "
-                        "torch.tensor(...), requires_grad_(False)) or left out")
-        return None
+        return gradient_flow_problem(loss, {k: leaves[k] for k in GRAD_INPUTS},
+                                     ".detach(), .data, torch.tensor(...), requires_grad_(False)")
 
     return Case("a scalar loss that the trainer can .backward() through",
                 kwargs=dict(inputs, clip_range=0.2, vf_coef=0.5, ent_coef=0.01),
@@ -120,14 +113,8 @@ def _gradient_case() -> Case:
         want = torch.autograd.grad(ppo_loss(**dict(pristine, **fresh), **coefs),
                                    [fresh[k] for k in GRAD_INPUTS])
         chain = {"ratio": pristine["ratio"], "values": 1.0, "entropy": 1.0}  # d input/d leaf
-        for name, g, w in zip(GRAD_INPUTS, got, want):
-            w = w * chain[name]
-            if g is None:
-                return f"no gradient flows to {name}"
-            if not torch.allclose(g, w, atol=1e-6, rtol=1e-4):
-                return (f"the gradient w.r.t. {name} differs from the reference's "
-                        f"(largest difference {float((g - w).abs().max()):.3g})")
-        return None
+        want = [w * chain[name] for name, w in zip(GRAD_INPUTS, want)]
+        return gradient_mismatch_problem(GRAD_INPUTS, got, want, atol=1e-6, rtol=1e-4)
 
     return Case("gradients w.r.t. ratio, values and entropy",
                 kwargs=dict(inputs, **coefs), verify=verify,

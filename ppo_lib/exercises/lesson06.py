@@ -20,6 +20,7 @@ from torch.distributions import Normal
 
 from ..distributions import gaussian_entropy, gaussian_log_prob
 from ..grading import Case, Exercise, Mistake, compare, register
+from .gradients import gradient_flow_problem, gradient_mismatch_problem
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 HALF_LOG_2PIE = 0.5 * math.log(2 * math.pi * math.e)
@@ -75,15 +76,8 @@ def _graph_verify(inputs: dict[str, torch.Tensor], leaves: dict[str, torch.Tenso
         if not out.requires_grad:
             return ("the result carries no gradient (.detach(), .data, .numpy() or "
                     "torch.tensor(...) somewhere?)")
-        try:
-            grads = torch.autograd.grad(out.sum(), list(leaves.values()), allow_unused=True)
-        except RuntimeError as exc:
-            return f"backward fails: {exc}"
-        for name, grad in zip(leaves, grads):
-            if grad is None or not grad.any():
-                return (f"no gradient flows to {name}: it was detached (.detach(), .data, "
-                        "torch.tensor(...), math.* on a tensor) or left out")
-        return None
+        return gradient_flow_problem(out.sum(), leaves,
+                                     ".detach(), .data, torch.tensor(...), math.* on a tensor")
     return verify
 
 
@@ -98,13 +92,7 @@ def _gradients_verify(fn_ref: Callable, inputs: dict[str, torch.Tensor],
         got = torch.autograd.grad(out.sum(), list(leaves.values()), allow_unused=True)
         fresh = {k: v.clone().requires_grad_(True) for k, v in pristine_leaves.items()}
         want = torch.autograd.grad(fn_ref(**build(fresh)).sum(), list(fresh.values()))
-        for name, g, w in zip(leaves, got, want):
-            if g is None:
-                return f"no gradient flows to {name}"
-            if not torch.allclose(g, w, atol=1e-5, rtol=1e-4):
-                return (f"the gradient w.r.t. {name} differs from the reference's (largest "
-                        f"difference {float((g - w).abs().max()):.3g})")
-        return None
+        return gradient_mismatch_problem(list(leaves), got, want, atol=1e-5, rtol=1e-4)
     return verify
 
 
