@@ -139,3 +139,43 @@ def test_requires_grad_false_on_a_leaf_input_is_named(monkeypatch, capsys):
         return (values ** 2).mean()
     result = grading.check("toy_leaf", no_grad_please)
     assert not result and "requires_grad_(False)" in result.verdict.hint
+
+
+def _graded_answers():
+    """(notebook, exercise id, the name its check cell passes) for every check cell of
+    every solution notebook."""
+    import ast
+    import json
+    import pathlib
+    rows = []
+    for path in sorted((pathlib.Path(__file__).resolve().parents[1] / "solutions").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            try:
+                tree = ast.parse("".join(cell["source"]))
+            except SyntaxError:  # IPython magics: not a check cell
+                continue
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id == "check" and len(node.args) == 2
+                        and isinstance(node.args[0], ast.Constant)
+                        and isinstance(node.args[1], ast.Name)):
+                    rows.append((path.name, node.args[0].value, node.args[1].id))
+    return rows
+
+
+ANSWERS = _graded_answers()
+
+
+def test_every_exercise_is_checked_in_a_solution():
+    assert {exercise_id for _, exercise_id, _ in ANSWERS} == set(ALL)
+
+
+@pytest.mark.parametrize("notebook,exercise_id,name", ANSWERS,
+                         ids=[f"{n[:2]}-{i}" for n, i, _ in ANSWERS])
+def test_solution_notebook_answer_passes(notebook, exercise_id, name, capsys):
+    """The answer a solution notebook holds (its real cell, not a copy) passes its check."""
+    from conftest import solution_namespace
+    result = grading.check(exercise_id, solution_namespace(notebook)[name])
+    assert result, capsys.readouterr().out

@@ -76,15 +76,3 @@ def test_more_right_answers_pass():
 
     for fn in (via_x_f_x, via_cholesky, via_conjugate_gradient):
         assert grading.check("natural_gradient_step", fn)
-
-
-def test_solution_notebook_answer_passes():
-    import json
-    import pathlib
-    nb = pathlib.Path(__file__).resolve().parents[1] / "solutions" / "02_trust_regions.ipynb"
-    namespace = {"torch": torch}
-    for cell in json.loads(nb.read_text())["cells"]:
-        source = "".join(cell["source"])
-        if cell["cell_type"] == "code" and "### BEGIN SOLUTION" in source:
-            exec(compile(source, nb.name, "exec"), namespace)  # noqa: S102 (our own notebook)
-    assert grading.check("natural_gradient_step", namespace["natural_gradient_step"])
