@@ -56,7 +56,7 @@ async def _reply_delay(sliced: bool, async_send: bool) -> float:
         pending = asyncio.ensure_future(channel.get_msg(timeout=5.0))
         await asyncio.sleep(0.05)                          # the wait is registered
         router.send_multipart([ident, b"execute_reply"])   # the kernel replies
-        time.sleep(0.05)                                   # it reaches the client's socket
+        time.sleep(0.3)   # it reaches the client's socket (0.3 s: room for a loaded machine)
         if async_send:
             await dealer.send(b"comm_msg")
         else:  # jupyter_client's Session.send: a blocking shadow of the asyncio socket
