@@ -20,7 +20,13 @@ def pendulum_spaces():
     return env.observation_space, env.action_space
 
 
-def solution_namespace(notebook: str) -> dict:
+@pytest.fixture
+def solution_namespace():
+    """``solution_namespace(notebook)``: see ``notebook_namespace``."""
+    return notebook_namespace
+
+
+def notebook_namespace(notebook: str) -> dict:
     """What a solution notebook defines: its setup cell (without IPython magics) and its
     exercise cells (those with ``### BEGIN SOLUTION``), executed in one namespace, so tests
     grade the answers the notebooks really hold."""

@@ -174,8 +174,8 @@ def test_every_exercise_is_checked_in_a_solution():
 
 @pytest.mark.parametrize("notebook,exercise_id,name", ANSWERS,
                          ids=[f"{n[:2]}-{i}" for n, i, _ in ANSWERS])
-def test_solution_notebook_answer_passes(notebook, exercise_id, name, capsys):
+def test_solution_notebook_answer_passes(notebook, exercise_id, name, solution_namespace,
+                                         capsys):
     """The answer a solution notebook holds (its real cell, not a copy) passes its check."""
-    from conftest import solution_namespace
     result = grading.check(exercise_id, solution_namespace(notebook)[name])
     assert result, capsys.readouterr().out
