@@ -1,5 +1,5 @@
 """One PPO gradient step on CartPole's zoo batch (256 samples, two 64x64 MLPs): the
-written-out step (ppo_lib.fused.MlpGradientStep) against autograd's reference path.
+written-out step (ppo_lib.fastpath.MlpGradientStep) against autograd's reference path.
 
     .venv/bin/python benchmarks/gradient_step.py [--repeats 30]
 

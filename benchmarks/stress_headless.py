@@ -10,11 +10,11 @@ The widget notebooks are the lessons and solutions whose code cells call ``inter
 runs execute at once. Per run it reports the seconds, and for every ``execute_reply`` how
 long after the kernel sent it (its header date) the client received it: a reply received
 more than ``--late`` seconds after it was sent is a lost wake-up (the stall of
-``ppo_lib.execution``'s docstring). A run stalls when it has such a reply, a cell past its
+``ppo_lib.course.execution``'s docstring). A run stalls when it has such a reply, a cell past its
 time limit, or does not finish within ``--hard-limit`` seconds (then it is killed).
 
-Clients: ``fixed`` (``ppo_lib.execution.run_notebook``, what ``course execute`` uses),
-``grade`` (``ppo_lib.grade.grade_notebook``: the same plus the grading step; the score is
+Clients: ``fixed`` (``ppo_lib.course.execution.run_notebook``, what ``course execute`` uses),
+``grade`` (``ppo_lib.course.grade.grade_notebook``: the same plus the grading step; the score is
 reported) and ``plain`` (``nbclient.NotebookClient``, as the grader ran before the fix).
 ``--provoke S`` makes nbclient's Output-widget mimic lag ``S`` seconds before it handles
 each captured output (what a busy machine does at random), which widens the race window
@@ -107,13 +107,13 @@ def run_one(path: Path, client: str, cell_timeout: float, provoke: float) -> dic
     started = time.monotonic()
     row: dict = {"notebook": _name(path), "client": client}
     if client == "grade":
-        from ppo_lib.grade import grade_notebook
+        from ppo_lib.course.grade import grade_notebook
 
         result = grade_notebook(path, timeout=max(600.0, cell_timeout), cell_timeout=cell_timeout)
         row.update(status=result.status, score=f"{result.score}/{len(result.exercises)}",
                    timed_out_cells=[e for e in result.cell_errors if "CellTimeoutError" in e])
     elif client == "fixed":
-        from ppo_lib.execution import run_notebook
+        from ppo_lib.course.execution import run_notebook
 
         nb = nbformat.read(path, as_version=4)
         run = run_notebook(nb, str(path.parent), cell_timeout=cell_timeout, allow_errors=True,

@@ -30,7 +30,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from ._checks import check_positive_int
+from .validation import check_positive_int
 from .distributions import categorical_entropy, categorical_log_prob, categorical_sample
 
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # R, G, B (BT.601)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._checks import check_in_range, check_same_shape
+from .validation import check_in_range, check_same_shape
 
 METRIC_KEYS = (
     "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps", "time/total_timesteps",

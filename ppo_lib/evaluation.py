@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from ._checks import check_positive_int
+from .validation import check_positive_int
 
 # Episodes run side by side (one batched predict per step) when evaluate_policy makes the
 # envs itself; more than this run in waves.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_tensor
+from .validation import check_tensor
 
 
 def kl_categorical(p: Tensor, q: Tensor) -> Tensor:

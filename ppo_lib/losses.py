@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._checks import check_in_range, check_same_shape
+from .validation import check_in_range, check_same_shape
 
 
 def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:

@@ -36,13 +36,13 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from ._checks import check_in_range, check_positive_int
+from .validation import check_in_range, check_positive_int
 from .callbacks import BaseCallback, as_callback
 from .diagnostics import clip_fraction, explained_variance
 from .envs import Normalizer, VecEnv, check_spaces, make_vec_env
 from .kl import approx_kl
 from .logger import Logger
-from .fused import MlpGradientStep, categorical_ppo_loss
+from .fastpath import MlpGradientStep, categorical_ppo_loss
 from .losses import ppo_loss_terms
 from .policies import (CategoricalActorCritic, GaussianActorCritic, clip_actions,
                        policy_class_for)
@@ -165,7 +165,7 @@ class PPO:
         self.policy_class = policy_cls
         self.policy = policy_cls(observation_space, action_space, **self.policy_kwargs)
         self._params = list(self.policy.parameters())
-        # True: MLP policies take the written-out gradient step (ppo_lib.fused), or, where
+        # True: MLP policies take the written-out gradient step (ppo_lib.fastpath), or, where
         # it steps aside (hooks, frozen parameters), categorical ones the fused loss.
         # False: the reference path of the lessons
         self.fast_loss = type(self.policy) in (CategoricalActorCritic, GaussianActorCritic)
@@ -293,7 +293,7 @@ class PPO:
                     loss.backward()
                     clip_grad_norm(self._params, self.max_grad_norm)
                     self.optimizer.step()
-                else:  # the same step written out, without autograd (ppo_lib.fused)
+                else:  # the same step written out, without autograd (ppo_lib.fastpath)
                     fast.step(self.max_grad_norm)
             self._n_updates += 1
             if stopped_early:
@@ -356,7 +356,7 @@ class PPO:
                                       self.ent_coef, batch.old_values, clip_range_vf)
         if self.loss_fn is None and self.fast_loss and isinstance(self.policy,
                                                                   CategoricalActorCritic):
-            # the same numbers as below in one autograd node (ppo_lib.fused, tests/test_fused.py)
+            # the same numbers as below in one autograd node (ppo_lib.fastpath, tests/test_fused.py)
             logits, values = self.policy._logits_values(batch.obs)
             return categorical_ppo_loss(logits, values, batch.actions, batch.old_log_probs,
                                         advantages, batch.returns, clip_range, self.vf_coef,
@@ -667,7 +667,7 @@ def _read(path) -> dict:
                          f"'policy.pth'), not a ppo_lib file: load it with "
                          f"stable_baselines3.PPO.load({path!r}); to go on in ppo_lib, copy "
                          f"its weights into a ppo_lib policy with "
-                         f"ppo_lib.sb3_compat.copy_sb3_weights(sb3_model.policy, model.policy)")
+                         f"ppo_lib.lab.sb3.copy_sb3_weights(sb3_model.policy, model.policy)")
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_in_range, check_same_shape
+from .validation import check_in_range, check_same_shape
 
 
 def _bootstrap(name: str, last_values: Tensor | float | None, like: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_in_range
+from .validation import check_in_range
 
 Rows = list[dict[str, float]]
 Trainer = Callable[[Mapping[str, Any], int], tuple[Rows, float]]
@@ -86,7 +86,7 @@ def train_sb3(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-v1",
               total_timesteps: int = 15_000) -> tuple[Rows, float]:
     """Train Stable-Baselines3's PPO on the same ppo_lib configuration (mapped by
     ``sb3_compat``); rows recorded per update with ``SB3LogRecorder``."""
-    from .sb3_compat import SB3LogRecorder, make_sb3
+    from .lab.sb3 import SB3LogRecorder, make_sb3
 
     start = time.process_time()
     model = make_sb3(config, env_id, seed=seed, device="cpu")

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ._checks import check_in_range, check_positive_int, check_tensor
+from .validation import check_in_range, check_positive_int, check_tensor
 from .kl import kl_categorical
 from .vpg import (TrainingResult, baseline_advantages, collect_episodes, fit_value_function,
                   iteration_stats, make_env, make_policy, make_value_function)

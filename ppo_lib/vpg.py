@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from ._checks import check_in_range, check_positive_int, check_tensor
+from .validation import check_in_range, check_positive_int, check_tensor
 from .kl import kl_categorical
 from .losses import policy_gradient_loss
 from .returns import discounted_returns

@@ -1,9 +1,9 @@
-"""ppo_lib.animation: an episode becomes a bounded inline HTML/JS player."""
+"""ppo_lib.lab.animation: an episode becomes a bounded inline HTML/JS player."""
 
 import numpy as np
 import pytest
 
-from ppo_lib.animation import animate_episode, frames_to_html, record_episode
+from ppo_lib.lab.animation import animate_episode, frames_to_html, record_episode
 
 
 class _Balance:

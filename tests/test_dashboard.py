@@ -4,8 +4,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from ppo_lib import dashboard as dashboard_module
-from ppo_lib.dashboard import PANELS, TrainingDashboard, figure_png, plot_dashboard, summary_line
+from ppo_lib.lab import dashboard as dashboard_module
+from ppo_lib.lab.dashboard import PANELS, TrainingDashboard, figure_png, plot_dashboard, summary_line
 
 
 def _row(i):
@@ -94,7 +94,7 @@ def test_bad_arguments_are_named():
 
 _NOTEBOOK_CODE = """
 %matplotlib inline
-from ppo_lib.dashboard import TrainingDashboard
+from ppo_lib.lab.dashboard import TrainingDashboard
 class Logger: rows = []
 class Model:
     logger = Logger(); num_timesteps = 0

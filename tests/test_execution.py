@@ -1,4 +1,4 @@
-"""ppo_lib.execution: headless runs of widget notebooks never wait for a reply that has
+"""ppo_lib.course.execution: headless runs of widget notebooks never wait for a reply that has
 already arrived (the lost zmq wake-up of nbclient's Output-widget mimic), kernels talk over
 IPC, and a short version of benchmarks/stress_headless.py (which can fail on the defect:
 its provoked lag makes plain nbclient stall on every interact cell)."""
@@ -16,7 +16,7 @@ import zmq
 import zmq.asyncio
 from nbformat.v4 import new_code_cell, new_notebook
 
-from ppo_lib.execution import _slice_polls, run_notebook
+from ppo_lib.course.execution import _slice_polls, run_notebook
 
 pytestmark = pytest.mark.notebooks
 

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from ppo_lib import grading
+from ppo_lib.course import grading
 
 grading._load_exercises()
 ALL = sorted(grading.EXERCISES)

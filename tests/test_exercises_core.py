@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppo_lib import grading
-from ppo_lib.exercises import core
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import core
 
 T = torch.tensor
 CORE_IDS = ["discounted_returns", "gae", "kl_categorical", "conjugate_gradient",

@@ -4,8 +4,8 @@ the hints name the mistake."""
 import pytest
 import torch
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson01  # noqa: F401  (registers the exercises)
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson01  # noqa: F401  (registers the exercises)
 
 IDS = ["policy_gradient_loss", "baseline_advantages"]
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson02  # noqa: F401  (registers natural_gradient_step)
-from ppo_lib.exercises.lesson02 import natural_gradient_step
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson02  # noqa: F401  (registers natural_gradient_step)
+from ppo_lib.course.exercises.lesson02 import natural_gradient_step
 from ppo_lib.trpo import conjugate_gradient
 
 EXERCISE = grading.EXERCISES["natural_gradient_step"]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson03  # noqa: F401  (registers clip_gradient)
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson03  # noqa: F401  (registers clip_gradient)
 
 EXERCISE = grading.EXERCISES["clip_gradient"]
 

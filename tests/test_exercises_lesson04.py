@@ -2,8 +2,8 @@
 
 import pytest
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson04  # noqa: F401  (registers bootstrap_truncated)
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson04  # noqa: F401  (registers bootstrap_truncated)
 
 EXERCISE = grading.EXERCISES["bootstrap_truncated"]
 

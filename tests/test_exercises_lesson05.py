@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson05  # noqa: F401  (registers ppo_loss)
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson05  # noqa: F401  (registers ppo_loss)
 from ppo_lib.losses import clipped_surrogate_loss, ppo_loss, value_loss
 
 EXERCISE = grading.EXERCISES["ppo_loss"]

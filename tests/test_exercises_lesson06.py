@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson06  # noqa: F401  (registers the Gaussian exercises)
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson06  # noqa: F401  (registers the Gaussian exercises)
 
 IDS = ["gaussian_log_prob", "gaussian_entropy"]
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson07
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson07
 
 IDS = ["diagnose_runs", "should_stop_early"]
 

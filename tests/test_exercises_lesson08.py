@@ -10,9 +10,9 @@ import pytest
 from stable_baselines3 import PPO as SB3PPO
 from torch import nn
 
-from ppo_lib import grading
-from ppo_lib.exercises import lesson08
-from ppo_lib.sb3_compat import FIXES, read_sb3_log, to_sb3_kwargs
+from ppo_lib.course import grading
+from ppo_lib.course.exercises import lesson08
+from ppo_lib.lab.sb3 import FIXES, read_sb3_log, to_sb3_kwargs
 
 IDS = ["to_sb3_kwargs", "read_sb3_log"]
 

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from ppo_lib import grading
+from ppo_lib.course import grading
 from ppo_lib.atari import area_resize_matrix, cnn_output_size, conv_output_size, preprocess_frame
-from ppo_lib.exercises import lesson09
+from ppo_lib.course.exercises import lesson09
 
 IDS = ["conv_output_size", "cnn_output_size", "preprocess_frame"]
 

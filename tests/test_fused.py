@@ -1,11 +1,11 @@
-"""ppo_lib.fused: the hand-written gradient of the categorical PPO loss equals autograd's
+"""ppo_lib.fastpath: the hand-written gradient of the categorical PPO loss equals autograd's
 on the reference (categorical_log_prob_entropy + ppo_loss_terms)."""
 
 import pytest
 import torch
 
 from ppo_lib.distributions import categorical_log_prob_entropy
-from ppo_lib.fused import categorical_ppo_loss
+from ppo_lib.fastpath import categorical_ppo_loss
 from ppo_lib.kl import approx_kl
 from ppo_lib.losses import ppo_loss_terms
 
@@ -88,7 +88,7 @@ import copy  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ppo_lib.fused import MlpGradientStep  # noqa: E402
+from ppo_lib.fastpath import MlpGradientStep  # noqa: E402
 from ppo_lib.ppo import PPO  # noqa: E402
 
 
@@ -242,7 +242,7 @@ def test_training_does_not_depend_on_where_the_buffers_sit(monkeypatch, env):
     """Every parameter's slice of the flat buffers starts at a 64-byte boundary, wherever
     the memory comes from: buffers placed 4, 8, ..., 60 bytes off a boundary train bit for
     bit as the allocator's own (the matrix kernels round by their operands' addresses)."""
-    from ppo_lib import fused
+    from ppo_lib import fastpath as fused
 
     reference = _train(True, env=env, updates=3)
     for floats in (1, 2, 3, 4, 5, 8, 13, 15):
@@ -261,7 +261,7 @@ def test_training_does_not_depend_on_where_the_buffers_sit(monkeypatch, env):
 
 
 def test_flat_layout_pads_each_parameter_to_a_boundary():
-    from ppo_lib.fused import ALIGN, _layout
+    from ppo_lib.fastpath import ALIGN, _layout
 
     assert _layout([1, 192, 64, 16, 17]) == ([0, 16, 208, 272, 288], 320)
     assert _layout([]) == ([], 0)

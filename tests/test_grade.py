@@ -16,11 +16,11 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ppo_lib import course
-from ppo_lib.grade import grade_notebook, main, notebook_exercise_ids
+from ppo_lib.course.grade import grade_notebook, main, notebook_exercise_ids
 
 pytestmark = pytest.mark.notebooks
 
-SETUP = "import torch\nfrom ppo_lib.grading import check, summary"
+SETUP = "import torch\nfrom ppo_lib.course.grading import check, summary"
 DISCOUNTED = '''def discounted_returns(rewards, dones, gamma, last_values=None):
     ### BEGIN SOLUTION
     out = torch.zeros_like(rewards)
@@ -84,7 +84,7 @@ def test_errors_are_reported_and_later_exercises_still_graded(tmp_path, capsys):
 
 def test_time_limit_is_reported_not_raised(tmp_path, capsys):
     slow = write(tmp_path / "slow.ipynb", "import time\ntime.sleep(120)",
-                 'from ppo_lib.grading import check\ncheck("approx_kl", None)')
+                 'from ppo_lib.course.grading import check\ncheck("approx_kl", None)')
     assert main([str(slow), "--timeout", "4"]) == 1
     out = capsys.readouterr().out
     assert "[TIMEOUT: stopped after 4 s" in out and "✗ approx_kl" in out and "score 0/1" in out
@@ -141,7 +141,7 @@ def test_a_signal_stops_cleanly_with_the_report_so_far_and_kills_the_kernel(tmp_
     pid_file = tmp_path / "kernel.pid"
     slow = write(tmp_path / "slow.ipynb",
                  f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))",
-                 "time.sleep(300)", 'from ppo_lib.grading import check\ncheck("approx_kl", None)')
+                 "time.sleep(300)", 'from ppo_lib.course.grading import check\ncheck("approx_kl", None)')
     grader = subprocess.Popen([sys.executable, "-m", "ppo_lib.grade", str(quick), str(slow),
                                str(quick)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -185,7 +185,7 @@ def test_commented_check_is_not_an_exercise(tmp_path):
 
 
 FORGERIES = '''import json, os
-from ppo_lib import grading
+from ppo_lib.course import grading
 grading._load_exercises()
 # 1. lines in the results file the grader used to read (and in any file named like it)
 for path in (os.environ.get(grading.RESULTS_ENV), {forged_file!r}):

@@ -1,4 +1,4 @@
-"""ppo_lib.grading: check never raises, reports clearly, and leaves the kernel as it was."""
+"""ppo_lib.course.grading: check never raises, reports clearly, and leaves the kernel as it was."""
 
 import json
 import signal
@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from ppo_lib import grading
-from ppo_lib.grading import Case, Exercise, Mistake, check, compare, summary, use
+from ppo_lib.course import grading
+from ppo_lib.course.grading import Case, Exercise, Mistake, check, compare, summary, use
 
 T = torch.tensor
 

@@ -14,7 +14,8 @@ import re
 
 import pytest
 
-from ppo_lib import course, grading
+from ppo_lib import course
+from ppo_lib.course import grading
 
 SOLUTIONS = course.solution_paths()
 IDS = [p.stem for p in SOLUTIONS]

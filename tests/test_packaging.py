@@ -1,5 +1,5 @@
 """`pip install .` (not editable) gives a working course: the wheel holds every module of
-ppo_lib (subpackages such as ppo_lib.exercises included), and a check runs from it.
+ppo_lib (subpackages such as ppo_lib.course.exercises included), and a check runs from it.
 
 The wheel is built from a copy of the sources (the working tree is not written to) and
 installed into a fresh venv that sees the project's dependencies (the main venv's
@@ -85,8 +85,8 @@ def test_wheel_holds_every_module_and_a_check_passes(installed):
         for name in {_source_modules()!r}:
             module = importlib.import_module(name)
             assert site in Path(module.__file__).resolve().parents, (name, module.__file__)
-        import ppo_lib.exercises
-        from ppo_lib.grading import check
+        import ppo_lib.course.exercises
+        from ppo_lib.course.grading import check
         from ppo_lib.returns import gae
         assert check("gae", gae), "the reference gae fails its own check"
         print("ok", ppo_lib.__file__)

@@ -1,4 +1,4 @@
-"""ppo_lib.plotting and ppo_lib.widgets: what the clip plots draw (numbers, not pixels)."""
+"""ppo_lib.lab.plotting and ppo_lib.lab.widgets: what the clip plots draw (numbers, not pixels)."""
 
 import matplotlib
 
@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ppo_lib import plotting, widgets  # noqa: E402
+from ppo_lib.lab import plotting
+from ppo_lib.lab import widgets# noqa: E402
 
 
 @pytest.fixture

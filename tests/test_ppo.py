@@ -198,7 +198,7 @@ def test_same_seed_same_run_and_hooks_equal_reference():
 
 
 def test_fused_loss_trains_as_the_reference():
-    """ppo_lib.fused (the default for categorical policies) against ppo_loss_terms over four
+    """ppo_lib.fastpath (the default for categorical policies) against ppo_loss_terms over four
     updates: equal up to float32 rounding (the gradients are summed in another order)."""
     loss_ref, params_ref = _run_small(fast_loss=False)
     loss_fast, params_fast = _run_small()

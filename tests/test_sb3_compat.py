@@ -1,4 +1,4 @@
-"""ppo_lib.sb3_compat: the name mapping, SB3's log reader and the per-update recorder."""
+"""ppo_lib.lab.sb3: the name mapping, SB3's log reader and the per-update recorder."""
 
 import csv
 import warnings
@@ -10,9 +10,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from torch import nn
 
-from ppo_lib import sb3_compat
+from ppo_lib.lab import sb3 as sb3_compat
 from ppo_lib.diagnostics import diagnose
-from ppo_lib.sb3_compat import (FIXES, NAME_TABLE, SB3LogRecorder, from_sb3_kwargs,
+from ppo_lib.lab.sb3 import (FIXES, NAME_TABLE, SB3LogRecorder, from_sb3_kwargs,
                                 read_progress_csv, read_sb3_log, sb3_env_kwargs,
                                 to_sb3_kwargs)
 

@@ -27,7 +27,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from ._checks import check_in_range
+from ..validation import check_in_range
 
 
 def float_slider(value: float, min: float, max: float, step: float,  # noqa: A002

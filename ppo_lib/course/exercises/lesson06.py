@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.distributions import Normal
 
-from ..distributions import gaussian_entropy, gaussian_log_prob
+from ...distributions import gaussian_entropy, gaussian_log_prob
 from ..grading import Case, Exercise, Mistake, compare, register
 from .gradients import gradient_flow_problem, gradient_mismatch_problem
 

@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 
 from matplotlib.figure import Figure
 
-from .callbacks import BaseCallback
-from .diagnostics import APPROX_KL_HIGH, APPROX_KL_LOW, CLIP_FRACTION_HIGH, diagnose
+from ..callbacks import BaseCallback
+from ..diagnostics import APPROX_KL_HIGH, APPROX_KL_LOW, CLIP_FRACTION_HIGH, diagnose
 
 # (logger key, panel title, sign): entropy is logged as the entropy *loss*, -H.
 PANELS = (

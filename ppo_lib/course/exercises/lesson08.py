@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from ..grading import Case, Exercise, Mistake, register
-from ..sb3_compat import FIXES, read_sb3_log, to_sb3_kwargs
+from ...lab.sb3 import FIXES, read_sb3_log, to_sb3_kwargs
 
 # ---------------------------------------------------------------------------------------
 # to_sb3_kwargs: graded on what the answer MEANS to SB3, not on the dict as written. Both
@@ -362,7 +362,7 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------------------------------
-# read_sb3_log: rows of SB3's progress.csv (as ppo_lib.sb3_compat.read_progress_csv returns
+# read_sb3_log: rows of SB3's progress.csv (as ppo_lib.lab.sb3.read_progress_csv returns
 # them) -> one of FIXES.
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import diagnostics, kl, losses, returns
+from ... import diagnostics, kl, losses, returns
 from .. import grading
 from ..grading import Case, Exercise, Mistake, compare, register
 
@@ -642,7 +642,7 @@ register(Exercise(
 def _conjugate_gradient(Avp: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10,
                         tol: float = 1e-10) -> Tensor:
     """ppo_lib.trpo.conjugate_gradient (same signature, so that cases bind to it)."""
-    from ..trpo import conjugate_gradient  # lazily: trpo imports more than torch
+    from ...trpo import conjugate_gradient  # lazily: trpo imports more than torch
     return conjugate_gradient(Avp, b, iters, tol)
 
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # ppo_lib/
 ROOT = PACKAGE_DIR.parent
 SOLUTIONS_DIR = ROOT / "solutions"
 LESSONS_DIR = ROOT / "lessons"
@@ -376,7 +376,7 @@ def build(names: list[str] | None = None, lessons_dir: Path | None = None) -> li
 
 
 def execute(path: str | Path, timeout: float = 600, kernel_name: str = "python3") -> None:
-    """Execute a notebook in place (``ppo_lib.execution``: nbclient without its widget
+    """Execute a notebook in place (``ppo_lib.course.execution``: nbclient without its widget
     stall): fresh kernel, cwd = its folder, ``timeout`` seconds per cell. A cell that
     raises or runs past its limit raises here (nbclient's exception) and nothing is written.
 

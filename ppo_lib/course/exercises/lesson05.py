@@ -1,7 +1,7 @@
 """Lesson 05 exercises: the total PPO loss that the learner plugs into ``PPO(loss_fn=...)``.
 
 ``gae`` and ``explained_variance``, also graded in lesson 05, are registered with the core
-exercises (``ppo_lib/exercises/core.py``).
+exercises (``ppo_lib/course/exercises/core.py``).
 
 How the course calls ``ppo_loss`` (``PPO.minibatch_loss``): ``ratio``, ``values`` and
 ``entropy`` come out of the policy and the critic, so they are non-leaf tensors that
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..grading import Case, Exercise, Mistake, register
-from ..losses import ppo_loss
+from ...losses import ppo_loss
 from .gradients import gradient_flow_problem, gradient_mismatch_problem
 
 # ---------------------------------------------------------------------------------------

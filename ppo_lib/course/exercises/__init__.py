@@ -1,4 +1,4 @@
-"""Every module in this package registers exercises with ``ppo_lib.grading.register``.
+"""Every module in this package registers exercises with ``ppo_lib.course.grading.register``.
 They are imported here automatically: add a module, and its exercises exist."""
 
 import importlib

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atari import (GREY_WEIGHTS, area_resize_matrix, cnn_output_size, conv_output_size,
+from ...atari import (GREY_WEIGHTS, area_resize_matrix, cnn_output_size, conv_output_size,
                      preprocess_frame)
 from ..grading import Case, Exercise, Mistake, register
 

@@ -24,7 +24,7 @@ from IPython.display import HTML
 from matplotlib import animation
 from matplotlib.figure import Figure
 
-from ._checks import check_positive_int
+from ..validation import check_positive_int
 
 
 @dataclass

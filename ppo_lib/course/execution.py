@@ -1,4 +1,4 @@
-"""Execute notebooks headless without stalling (used by ``ppo_lib.grade`` and
+"""Execute notebooks headless without stalling (used by ``ppo_lib.course.grade`` and
 ``python -m ppo_lib.course execute``).
 
 Why not plain nbclient: a cell that displays an ``interact`` widget could stall there

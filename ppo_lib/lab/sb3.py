@@ -26,7 +26,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from .diagnostics import APPROX_KL_HIGH, APPROX_KL_LOW, CLIP_FRACTION_HIGH
+from ..diagnostics import APPROX_KL_HIGH, APPROX_KL_LOW, CLIP_FRACTION_HIGH
 
 # (ppo_lib name, where SB3 takes it, note). Same spelling unless the second column says so.
 NAME_TABLE: tuple[tuple[str, str, str], ...] = (

@@ -1,7 +1,7 @@
 """Lesson 02 exercise: the natural-gradient step of TRPO with an explicit Fisher matrix.
 
 ``kl_categorical`` and ``conjugate_gradient``, also graded in lesson 02, are registered
-with the core exercises (``ppo_lib/exercises/core.py``).
+with the core exercises (``ppo_lib/course/exercises/core.py``).
 """
 
 from __future__ import annotations

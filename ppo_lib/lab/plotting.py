@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
-from ._checks import check_in_range
-from .losses import clipped_surrogate_loss
+from ..validation import check_in_range
+from ..losses import clipped_surrogate_loss
 
 FLAT_COLOR = "tab:red"
 TRUST_COLOR = "tab:green"

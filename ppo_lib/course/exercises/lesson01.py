@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from ..grading import Case, Exercise, register
-from ..losses import policy_gradient_loss
-from ..vpg import baseline_advantages
+from ...losses import policy_gradient_loss
+from ...vpg import baseline_advantages
 from .core import ITEM_SAYS, Known, _case, _from_a_network, mistakes_of
 
 # ---------------------------------------------------------------------------------------
