@@ -3,14 +3,15 @@
 A *trainer* here is any function ``train(config, seed) -> (rows, seconds)`` that trains one
 run and returns its logger rows (one dict per update, SB3 keys) and the CPU seconds it took
 (``time.process_time``: on a shared machine wall time mostly measures the neighbours).
-``train_ppo_lib`` and ``train_sb3`` are two, to be bound to an env and a budget with
-``functools.partial``:
+``train_ppo_lib`` is one and ``ppo_lib.lab.sb3.train_sb3`` (Stable-Baselines3's PPO)
+another, to be bound to an env and a budget with ``functools.partial``:
 
     train = partial(train_ppo_lib, env_id="CartPole-v1", total_timesteps=15_000)
     curves = run_seeds(train, config, seeds=[0, 1, 2], grid=np.linspace(0, 15_000, 31))
     mean, low, high = band(curves.values)
 
-Nothing here plots; ``Curves`` holds arrays and the notebook draws them.
+Nothing here plots or imports Stable-Baselines3; ``Curves`` holds arrays and the notebook
+draws them.
 """
 
 from __future__ import annotations
@@ -80,19 +81,6 @@ def train_ppo_lib(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-
     model = PPO("MlpPolicy", env_id, seed=seed, **config)
     model.learn(total_timesteps)
     return [dict(row) for row in model.logger.rows], time.process_time() - start
-
-
-def train_sb3(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-v1",
-              total_timesteps: int = 15_000) -> tuple[Rows, float]:
-    """Train Stable-Baselines3's PPO on the same ppo_lib configuration (mapped by
-    ``sb3_compat``); rows recorded per update with ``SB3LogRecorder``."""
-    from .lab.sb3 import SB3LogRecorder, make_sb3
-
-    start = time.process_time()
-    model = make_sb3(config, env_id, seed=seed, device="cpu")
-    recorder = SB3LogRecorder()
-    model.learn(total_timesteps, callback=recorder)
-    return recorder.rows, time.process_time() - start
 
 
 def run_seeds(train: Trainer, config: Mapping[str, Any], seeds: Iterable[int],

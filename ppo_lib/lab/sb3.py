@@ -14,6 +14,8 @@ trunk, the lesson-05 hooks ``advantage_fn`` / ``loss_fn``) have no SB3 equivalen
 - ``SB3LogRecorder``: an SB3 callback that keeps one row per update, like ppo_lib's logger.
 - ``read_sb3_log(rows)``: which fix a log asks for (the lesson-08 exercise's reference).
 - ``copy_sb3_weights(sb3_policy, policy)``: SB3 weights into a ppo_lib policy (same loss test).
+- ``make_sb3(config, env_id)``: SB3's PPO and vector env built from a ppo_lib config.
+- ``train_sb3(config, seed)``: a trainer for ``ppo_lib.sweeps.run_seeds`` that runs SB3.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -256,6 +259,18 @@ class SB3LogRecorder(BaseCallback):
         """The values of one key over updates (NaN where a row lacks it)."""
         return [row.get(key, float("nan")) for row in self.rows]
 
+
+def train_sb3(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-v1",
+              total_timesteps: int = 15_000) -> tuple[list[dict[str, float]], float]:
+    """Train Stable-Baselines3's PPO on a ppo_lib configuration (mapped by ``make_sb3``),
+    one row per update recorded by ``SB3LogRecorder``: a trainer for ``ppo_lib.sweeps``
+    (``run_seeds(partial(train_sb3, env_id=..., total_timesteps=...), config, ...)``),
+    returning its rows and the CPU seconds it took."""
+    start = time.process_time()
+    model = make_sb3(config, env_id, seed=seed, device="cpu")
+    recorder = SB3LogRecorder()
+    model.learn(total_timesteps, callback=recorder)
+    return recorder.rows, time.process_time() - start
 
 
 # What a log can tell you to do (lesson 08, exercise ``read_sb3_log``).

@@ -1,7 +1,9 @@
-"""ppo_lib.lab.sb3: the name mapping, SB3's log reader and the per-update recorder."""
+"""ppo_lib.lab.sb3: the name mapping, SB3's log reader, the per-update recorder and the
+SB3 trainer for ppo_lib.sweeps."""
 
 import csv
 import warnings
+from functools import partial
 
 import pytest
 import torch
@@ -10,11 +12,12 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from torch import nn
 
-from ppo_lib.lab import sb3 as sb3_compat
 from ppo_lib.diagnostics import diagnose
+from ppo_lib.lab import sb3 as sb3_compat
 from ppo_lib.lab.sb3 import (FIXES, NAME_TABLE, SB3LogRecorder, from_sb3_kwargs,
-                                read_progress_csv, read_sb3_log, sb3_env_kwargs,
-                                to_sb3_kwargs)
+                             read_progress_csv, read_sb3_log, sb3_env_kwargs, to_sb3_kwargs,
+                             train_sb3)
+from ppo_lib.sweeps import run_seeds
 
 CONFIG = dict(n_envs=4, learning_rate=3e-4, n_steps=128, batch_size=64, n_epochs=4,
               gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5,
@@ -167,3 +170,12 @@ def test_copy_sb3_weights_gives_the_same_policy():
         sb3_compat.copy_sb3_weights(sb3.policy, other)
     with pytest.raises(ValueError, match="missing"):
         sb3_compat.copy_sb3_weights({}, policy)
+
+
+def test_train_sb3_is_a_sweeps_trainer():
+    torch.set_num_threads(1)
+    config = dict(n_envs=1, n_steps=32, batch_size=32, n_epochs=1)
+    train = partial(train_sb3, env_id="CartPole-v1", total_timesteps=64)
+    curves = run_seeds(train, config, seeds=[0], grid=[32, 64], key="train/n_updates")
+    assert curves.values.tolist() == [[1.0, 2.0]]
+    assert curves.seconds[0] > 0 and len(curves.rows[0]) == 2
