@@ -1,4 +1,5 @@
-"""Plots the lessons reuse (the only ppo_lib module, with ``widgets``, that imports matplotlib).
+"""Plots the lessons reuse (matplotlib, like every module of ``ppo_lib.lab``; no module of
+ppo_lib outside the lab imports it).
 
 Every function draws onto an ``Axes`` it is given and returns what it drew (numbers, not
 artists), so a lesson or a test can check the picture without looking at pixels:

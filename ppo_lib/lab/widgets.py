@@ -1,5 +1,5 @@
-"""Interactive plots for the lessons (the only ppo_lib module, with ``plotting``, that
-imports ipywidgets).
+"""Interactive plots for the lessons (ipywidgets and matplotlib, like the other modules of
+``ppo_lib.lab``; no module of ppo_lib outside the lab imports them).
 
 The course convention (CONTRIBUTING.md, rule 7): every redraw prints one line stating the
 slider values and what they changed (the browser tests read it), then shows the figure,
