@@ -54,6 +54,18 @@ def categorical_sample(logits: Tensor) -> Tensor:
     return (logits - torch.log(-torch.log(u))).argmax(-1)
 
 
+def categorical_sample_multinomial(logits: Tensor) -> Tensor:
+    """Draw a ~ pi(.|s) from the probabilities softmax(z) with ``torch.multinomial``   -> (B,)
+    int64.
+
+    The same distribution as ``categorical_sample`` and ``Categorical(logits=z).sample()``,
+    with a random stream of its own (the one ``ppo_lib.vpg`` and ``ppo_lib.trpo`` train
+    with), and about four times faster than ``Categorical`` for the tiny batches of a
+    rollout (no argument validation).
+    """
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
+
+
 def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
     """Diagonal Gaussian log-density, summed over action dimensions   -> (B,).
 

@@ -22,21 +22,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from .validation import check_in_range, check_positive_int, check_tensor
+from .distributions import categorical_sample_multinomial
 from .kl import kl_categorical
 from .losses import policy_gradient_loss
 from .returns import discounted_returns
+from .validation import check_in_range, check_positive_int, check_tensor
+
+if TYPE_CHECKING:  # gymnasium is imported by make_env only: the maths needs torch alone
+    import gymnasium as gym
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them (not after the last)."""
+def mlp_with_linear_output(sizes: Sequence[int],
+                           activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """A whole network from ``sizes[0]`` inputs to ``sizes[-1]`` outputs: Linear layers
+    between consecutive sizes with ``activation`` between them, none after the last layer
+    (the outputs are logits or a value). PyTorch's default initialisation.
+
+    Unlike ``ppo_lib.policies.mlp(in_dim, sizes)``, the hidden trunk of the actor-critics
+    (an activation after every layer; the heads are separate, orthogonally initialised
+    layers), this one includes the output layer.
+    """
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
@@ -45,8 +57,18 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Tanh) -> nn.Seque
     return nn.Sequential(*layers)
 
 
+mlp = mlp_with_linear_output  # the name lesson 02 imports: mlp([4, 6, 2])
+
+# One action per row drawn from Categorical(logits=logits), (B,): softmax, then
+# torch.multinomial. VPG and TRPO keep this random stream (PPO's policies draw by Gumbel-max,
+# ``distributions.categorical_sample``: the same distribution, other random numbers).
+sample_actions = categorical_sample_multinomial
+
+
 def make_env(env_id: str = "CartPole-v1", n_envs: int = 16) -> gym.vector.VectorEnv:
     """``n_envs`` copies of a discrete-action gymnasium env as one vector env."""
+    import gymnasium as gym
+
     check_positive_int("n_envs", n_envs)
     envs = gym.make_vec(env_id, num_envs=n_envs)
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
@@ -59,23 +81,14 @@ def make_env(env_id: str = "CartPole-v1", n_envs: int = 16) -> gym.vector.Vector
 def make_policy(envs: gym.vector.VectorEnv, hidden: Sequence[int] = (32,)) -> nn.Sequential:
     """An MLP from observations to one logit per action."""
     obs_dim = int(np.prod(envs.single_observation_space.shape))
-    return mlp([obs_dim, *hidden, int(envs.single_action_space.n)])
+    return mlp_with_linear_output([obs_dim, *hidden, int(envs.single_action_space.n)])
 
 
 def make_value_function(envs: gym.vector.VectorEnv,
                         hidden: Sequence[int] = (32,)) -> nn.Sequential:
     """An MLP from observations to one value V(s) (shape (B, 1); squeeze the last axis)."""
     obs_dim = int(np.prod(envs.single_observation_space.shape))
-    return mlp([obs_dim, *hidden, 1])
-
-
-def sample_actions(logits: Tensor) -> Tensor:
-    """One action per row drawn from Categorical(logits=logits) (shape (B,)).
-
-    The same distribution as ``Categorical(logits=logits).sample()``, about four times
-    faster for the tiny batches of a rollout (no argument validation).
-    """
-    return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
+    return mlp_with_linear_output([obs_dim, *hidden, 1])
 
 
 @dataclass

@@ -3,9 +3,12 @@ import math
 import torch
 from torch.distributions import Categorical, Normal
 
+import pytest
+
 from ppo_lib.distributions import (categorical_entropy, categorical_log_prob,
-                                   categorical_log_prob_entropy,
-                                   categorical_sample, gaussian_entropy, gaussian_log_prob)
+                                   categorical_log_prob_entropy, categorical_sample,
+                                   categorical_sample_multinomial, gaussian_entropy,
+                                   gaussian_log_prob)
 
 
 def test_categorical_log_prob_and_entropy_equal_torch():
@@ -33,11 +36,25 @@ def test_entropy_sums_over_actions_not_mean():
     assert math.isclose(categorical_entropy(logits).item(), math.log(4), rel_tol=1e-6)
 
 
-def test_categorical_sample_frequencies():
+@pytest.mark.parametrize("sample", [categorical_sample, categorical_sample_multinomial])
+def test_categorical_sample_frequencies(sample):
     torch.manual_seed(0)
     logits = torch.log(torch.tensor([[0.1, 0.6, 0.3]])).expand(20000, 3)
-    counts = torch.bincount(categorical_sample(logits), minlength=3).float() / 20000
+    actions = sample(logits)
+    assert actions.dtype == torch.int64 and actions.shape == (20000,)
+    counts = torch.bincount(actions, minlength=3).float() / 20000
     torch.testing.assert_close(counts, torch.tensor([0.1, 0.6, 0.3]), atol=0.015, rtol=0)
+
+
+def test_the_two_samplers_draw_different_random_streams():
+    """Same distribution, other random numbers: PPO's policies use the Gumbel-max draw,
+    VPG and TRPO the multinomial one, and each keeps its own (training runs are seeded)."""
+    logits = torch.zeros(1000, 5)
+    torch.manual_seed(0)
+    gumbel = categorical_sample(logits)
+    torch.manual_seed(0)
+    multinomial = categorical_sample_multinomial(logits)
+    assert not torch.equal(gumbel, multinomial)
 
 
 def test_gaussian_log_prob_and_entropy_equal_torch():

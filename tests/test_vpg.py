@@ -4,8 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from ppo_lib.distributions import categorical_sample_multinomial
 from ppo_lib.vpg import (baseline_advantages, collect_episodes, evaluate, make_env,
-                         make_policy, mlp, policy_update, sample_actions, train_vpg)
+                         make_policy, mlp, mlp_with_linear_output, policy_update,
+                         sample_actions, train_vpg)
 
 torch.set_num_threads(1)
 
@@ -17,9 +19,14 @@ def assert_close(got, want, rtol=1e-5, atol=1e-8):
 
 
 def test_mlp_shapes_and_activations():
-    net = mlp([4, 8, 8, 2])
+    net = mlp_with_linear_output([4, 8, 8, 2])
     assert [type(m) for m in net] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
     assert net(torch.zeros(5, 4)).shape == (5, 2)
+    assert mlp is mlp_with_linear_output   # lesson 02's name
+
+
+def test_sample_actions_is_the_multinomial_sampler():
+    assert sample_actions is categorical_sample_multinomial
 
 
 def test_sample_actions_matches_probabilities():
