@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,8 +31,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from .validation import check_in_range, check_positive_int, check_tensor
 from .kl import kl_categorical
-from .vpg import (TrainingResult, baseline_advantages, collect_episodes, fit_value_function,
-                  iteration_stats, make_env, make_policy, make_value_function)
+from .vpg import (EpisodeBatch, TrainingResult, baseline_advantages, make_env, make_policy,
+                  make_value_function, training_loop)
 
 
 def conjugate_gradient(Avp: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10,
@@ -214,8 +213,9 @@ def train_trpo(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int 
                vf_iters: int = 20, cg_iters: int = 10, damping: float = 0.1,
                total_timesteps: int | None = None, seed: int = 0,
                policy: nn.Module | None = None) -> TrainingResult:
-    """TRPO on a discrete-action env, the same loop as ``ppo_lib.vpg.train_vpg`` with
-    ``trpo_step`` in place of the plain gradient step (so the two compare like for like).
+    """TRPO on a discrete-action env: ``ppo_lib.vpg.training_loop``, the loop of
+    ``train_vpg``, with ``trpo_step`` in place of the plain gradient step (so the two compare
+    like for like).
 
     Each iteration: ``n_envs`` whole episodes, advantages G_t - V(s_t) (normalised), one
     ``trpo_step`` of radius ``delta``, then V fitted to G_t by regression. History rows as
@@ -230,21 +230,19 @@ def train_trpo(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int 
     policy = policy if policy is not None else make_policy(envs, hidden)
     value_fn = make_value_function(envs, hidden)
     vf_optimizer = torch.optim.Adam(value_fn.parameters(), lr=vf_learning_rate)
-    result = TrainingResult(policy, value_fn)
-    timesteps, start = 0, time.perf_counter()
-    for iteration in range(n_iterations):
-        batch = collect_episodes(envs, policy, gamma, seed=seed if iteration == 0 else None)
-        with torch.no_grad():
-            values = value_fn(batch.obs).squeeze(-1)
-        advantages = baseline_advantages(batch.returns, values, normalize_advantage)
-        info = trpo_step(policy, batch.obs, batch.actions, advantages, delta=delta,
-                         cg_iters=cg_iters, damping=damping)
-        fit_value_function(value_fn, vf_optimizer, batch.obs, batch.returns, vf_iters)
-        timesteps += batch.n_steps
-        result.history.append(iteration_stats(
-            iteration, timesteps, batch, start, kl=info.kl, step_size=info.step_size,
-            backtracks=info.backtracks, accepted=info.accepted))
-        if total_timesteps is not None and timesteps >= total_timesteps:
-            break
+    step = functools.partial(trpo_policy_step, policy, delta, cg_iters, damping)
+    result = training_loop(envs, policy, value_fn, vf_optimizer, step, n_iterations, gamma,
+                           seed, baseline_advantages, normalize_advantage, vf_iters,
+                           total_timesteps)
     envs.close()
     return result
+
+
+def trpo_policy_step(policy: nn.Module, delta: float, cg_iters: int, damping: float,
+                     batch: EpisodeBatch, advantages: Tensor) -> dict[str, float]:
+    """``trpo_step`` as ``training_loop``'s policy step: the history row's kl, step_size,
+    backtracks and accepted."""
+    info = trpo_step(policy, batch.obs, batch.actions, advantages, delta=delta,
+                     cg_iters=cg_iters, damping=damping)
+    return dict(kl=info.kl, step_size=info.step_size, backtracks=info.backtracks,
+                accepted=info.accepted)

@@ -19,6 +19,7 @@ Policies here are plain ``nn.Module`` s mapping observations (B, obs_dim) to log
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -226,33 +227,60 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
     pi_optimizer = optimizer_cls(policy.parameters(), lr=learning_rate)
     vf_optimizer = (torch.optim.Adam(value_fn.parameters(), lr=vf_learning_rate)
                     if baseline else None)
-    result = TrainingResult(policy, value_fn if baseline else None)
+    result = training_loop(envs, policy, value_fn if baseline else None, vf_optimizer,
+                           functools.partial(vpg_step, policy, pi_optimizer, loss_fn),
+                           n_iterations, gamma, seed, advantage_fn, normalize_advantage,
+                           vf_iters, total_timesteps)
+    envs.close()
+    return result
+
+
+def vpg_step(policy: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
+             batch: EpisodeBatch, advantages: Tensor) -> dict[str, float]:
+    """Step 4 of the box (``policy_update``) and how far it moved the policy: a history row's
+    policy_loss and kl = mean KL(pi_old || pi_new) over the batch's states."""
+    with torch.no_grad():
+        old_probs = torch.softmax(policy(batch.obs), dim=-1)
+    loss = policy_update(policy, optimizer, batch, advantages, loss_fn)
+    with torch.no_grad():
+        kl = kl_categorical(old_probs, torch.softmax(policy(batch.obs), dim=-1)).mean()
+    return dict(policy_loss=loss, kl=kl.item())
+
+
+def training_loop(envs: gym.vector.VectorEnv, policy: nn.Module, value_fn: nn.Module | None,
+                  vf_optimizer: torch.optim.Optimizer | None,
+                  policy_step: Callable[[EpisodeBatch, Tensor], dict[str, float]],
+                  n_iterations: int, gamma: float, seed: int | None,
+                  advantage_fn: Callable = baseline_advantages,
+                  normalize_advantage: bool = True, vf_iters: int = 20,
+                  total_timesteps: int | None = None) -> TrainingResult:
+    """The algorithm box's loop, shared by ``train_vpg`` and ``ppo_lib.trpo.train_trpo``,
+    which differ only in step 4: ``policy_step(batch, advantages)`` updates the policy and
+    returns the statistics to add to the iteration's history row. Without a critic
+    (``value_fn`` None) the advantages are computed from V = 0 and step 5 is skipped.
+    The first iteration resets the envs with ``seed``.
+    """
+    result = TrainingResult(policy, value_fn)
     timesteps, start = 0, time.perf_counter()
     for iteration in range(n_iterations):
         batch = collect_episodes(envs, policy, gamma, seed=seed if iteration == 0 else None)
         with torch.no_grad():
-            values = (value_fn(batch.obs).squeeze(-1) if baseline
+            values = (value_fn(batch.obs).squeeze(-1) if value_fn is not None
                       else torch.zeros_like(batch.returns))
         advantages = advantage_fn(batch.returns, values, normalize_advantage)
-        with torch.no_grad():
-            old_probs = torch.softmax(policy(batch.obs), dim=-1)
-        loss = policy_update(policy, pi_optimizer, batch, advantages, loss_fn)
-        with torch.no_grad():   # how far this update moved the policy on the batch's states
-            kl = kl_categorical(old_probs, torch.softmax(policy(batch.obs), dim=-1)).mean()
-        if baseline:
+        stats = policy_step(batch, advantages)
+        if value_fn is not None:
             fit_value_function(value_fn, vf_optimizer, batch.obs, batch.returns, vf_iters)
         timesteps += batch.n_steps
-        result.history.append(iteration_stats(iteration, timesteps, batch, start,
-                                              policy_loss=loss, kl=kl.item()))
+        result.history.append(iteration_stats(iteration, timesteps, batch, start, **stats))
         if total_timesteps is not None and timesteps >= total_timesteps:
             break
-    envs.close()
     return result
 
 
 def iteration_stats(iteration: int, timesteps: int, batch: EpisodeBatch, start: float,
                     **extra: float) -> dict:
-    """One history row (shared by ``train_vpg`` and ``ppo_lib.trpo.train_trpo``)."""
+    """One history row of ``training_loop``."""
     episode_returns = batch.episode_returns
     return dict(iteration=iteration, timesteps=timesteps,
                 mean_return=episode_returns.mean().item(),

@@ -7,7 +7,7 @@ from torch import nn
 from ppo_lib.distributions import categorical_sample_multinomial
 from ppo_lib.vpg import (baseline_advantages, collect_episodes, evaluate, make_env,
                          make_policy, mlp, mlp_with_linear_output, policy_update,
-                         sample_actions, train_vpg)
+                         sample_actions, train_vpg, training_loop)
 
 torch.set_num_threads(1)
 
@@ -133,3 +133,22 @@ def test_vpg_without_baseline_still_learns_a_little():
     result = train_vpg(n_iterations=15, learning_rate=3e-2, baseline=False, seed=0)
     returns = result.get("mean_return")
     assert sum(returns[-3:]) / 3 > 2 * returns[0]
+
+
+def test_training_loop_runs_the_given_policy_step():
+    torch.manual_seed(0)
+    envs = make_env("CartPole-v1", 3)
+    policy = make_policy(envs)
+    seen = []
+
+    def no_step(batch, advantages):
+        seen.append((batch.n_steps, advantages.shape))
+        return dict(stepped=1.0)
+
+    result = training_loop(envs, policy, None, None, no_step, n_iterations=2, gamma=0.99,
+                           seed=0)
+    envs.close()
+    assert [n for n, _ in seen] == result.get("timesteps")[:1] + [
+        result.get("timesteps")[1] - result.get("timesteps")[0]]
+    assert all(shape == (n,) for n, shape in seen)
+    assert result.get("stepped") == [1.0, 1.0] and result.value_fn is None
