@@ -34,6 +34,14 @@ def kl_categorical(p: Tensor, q: Tensor) -> Tensor:
     return terms.sum(dim=-1)
 
 
+def categorical_mean_kl(old_logits: Tensor, logits: Tensor) -> Tensor:
+    """mean_t KL(pi_old(.|s_t) || pi_theta(.|s_t)) for categorical policies given by logits
+    (B, n_actions): TRPO's constraint (lesson 02), and how far a VPG step moved the policy
+    (lesson 01). ``old_logits`` are detached: gradients flow through ``logits`` only."""
+    return kl_categorical(torch.softmax(old_logits.detach(), dim=-1),
+                          torch.softmax(logits, dim=-1)).mean()
+
+
 def approx_kl(log_ratio: Tensor) -> Tensor:
     """k3 estimate of KL(pi_old || pi_new) from samples of the old policy (lesson 03).
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from .validation import check_in_range, check_positive_int, check_tensor
-from .kl import kl_categorical
+from .kl import categorical_mean_kl  # ppo_lib.trpo.categorical_mean_kl (lesson 02)
 from .vpg import (EpisodeBatch, TrainingResult, baseline_advantages, make_env, make_policy,
                   make_value_function, training_loop)
 
@@ -125,12 +125,6 @@ def fisher_matrix(policy: nn.Module, obs: Tensor) -> Tensor:
 def _log_probs_of_params(params: dict, policy: nn.Module, obs: Tensor) -> Tensor:
     """log pi(.|s) for every state, as a function of the parameters (for jacrev)."""
     return torch.log_softmax(torch.func.functional_call(policy, params, (obs,)), dim=-1)
-
-
-def categorical_mean_kl(old_logits: Tensor, logits: Tensor) -> Tensor:
-    """mean_t KL(pi_old(.|s_t) || pi_theta(.|s_t)) for categorical policies given by logits."""
-    return kl_categorical(torch.softmax(old_logits.detach(), dim=-1),
-                          torch.softmax(logits, dim=-1)).mean()
 
 
 def surrogate_objective(logits: Tensor, actions: Tensor, old_log_probs: Tensor,

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from .distributions import categorical_sample_multinomial
-from .kl import kl_categorical
+from .kl import categorical_mean_kl
 from .losses import policy_gradient_loss
 from .returns import discounted_returns
 from .validation import check_in_range, check_positive_int, check_tensor
@@ -240,10 +240,10 @@ def vpg_step(policy: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     """Step 4 of the box (``policy_update``) and how far it moved the policy: a history row's
     policy_loss and kl = mean KL(pi_old || pi_new) over the batch's states."""
     with torch.no_grad():
-        old_probs = torch.softmax(policy(batch.obs), dim=-1)
+        old_logits = policy(batch.obs)
     loss = policy_update(policy, optimizer, batch, advantages, loss_fn)
     with torch.no_grad():
-        kl = kl_categorical(old_probs, torch.softmax(policy(batch.obs), dim=-1)).mean()
+        kl = categorical_mean_kl(old_logits, policy(batch.obs))
     return dict(policy_loss=loss, kl=kl.item())
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ppo_lib.kl import approx_kl, kl_categorical
+from ppo_lib.kl import approx_kl, categorical_mean_kl, kl_categorical
 
 T = torch.tensor
 
@@ -69,3 +69,15 @@ def test_approx_kl_estimates_the_exact_kl():
     actions = torch.multinomial(p, 200_000, replacement=True, generator=g)
     estimate = approx_kl(q.log()[actions] - p.log()[actions]).item()
     assert math.isclose(estimate, kl_categorical(p, q).item(), rel_tol=0.03)
+
+
+def test_categorical_mean_kl_from_logits():
+    old_logits = torch.tensor([[0.0, 0.0], [1.0, -1.0]])
+    logits = torch.tensor([[1.0, 0.0], [1.0, -1.0]], requires_grad=True)
+    want = kl_categorical(torch.softmax(old_logits, -1), torch.softmax(logits, -1)).mean()
+    got = categorical_mean_kl(old_logits, logits)
+    assert torch.equal(got, want)
+    assert categorical_mean_kl(logits, logits).item() == 0.0
+    got.backward()
+    assert logits.grad[1].abs().max() < 1e-6   # a row where the policies agree: no pull
+    assert logits.grad[0, 0] > 0               # KL grows as logit 0 moves further away
