@@ -127,14 +127,18 @@ def _log_probs_of_params(params: dict, policy: nn.Module, obs: Tensor) -> Tensor
     return torch.log_softmax(torch.func.functional_call(policy, params, (obs,)), dim=-1)
 
 
+def action_log_probs(logits: Tensor, actions: Tensor) -> Tensor:
+    """log pi(a_t|s_t) of the actions taken, from logits (B, n_actions)   -> (B,)."""
+    return torch.log_softmax(logits, dim=-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
 def surrogate_objective(logits: Tensor, actions: Tensor, old_log_probs: Tensor,
                         advantages: Tensor) -> Tensor:
     """L(theta) = mean_t r_t(theta) A_t, r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t) (to maximise).
 
     Its gradient at theta = theta_old is the vanilla policy gradient g.
     """
-    log_probs = torch.log_softmax(logits, dim=-1).gather(-1, actions.long().unsqueeze(-1))
-    ratio = torch.exp(log_probs.squeeze(-1) - old_log_probs)
+    ratio = torch.exp(action_log_probs(logits, actions) - old_log_probs)
     return (ratio * advantages).mean()
 
 
@@ -169,8 +173,7 @@ def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tenso
     params = [p for p in policy.parameters() if p.requires_grad]
     with torch.no_grad():
         old_logits = policy(obs)
-        old_log_probs = torch.log_softmax(old_logits, dim=-1).gather(
-            -1, actions.long().unsqueeze(-1)).squeeze(-1)
+        old_log_probs = action_log_probs(old_logits, actions)
     advantages = advantages.detach()
 
     surrogate = surrogate_objective(policy(obs), actions, old_log_probs, advantages)
