@@ -1,9 +1,9 @@
 """One PPO gradient step on CartPole's zoo batch (256 samples, two 64x64 MLPs): the
-written-out step (ppo_lib.fastpath.MlpGradientStep) against autograd's reference path.
+written-out step (model.fast_path = True, ppo_lib.fastpath) against the reference path.
 
     .venv/bin/python benchmarks/gradient_step.py [--repeats 30]
 
-Both run through ``PPO._update`` on the same rollout, alternating in one process (so a
+Both run through ``PPO.train`` on the same rollout, alternating in one process (so a
 busy machine slows both alike); printed per gradient step, with logging and advantage
 normalisation included.
 """
@@ -30,10 +30,10 @@ def main() -> None:
     per_step = {True: [], False: []}
     for _ in range(args.repeats):
         for written_out in (True, False):
-            model.fast_loss = written_out  # False: the reference path of the lessons
+            model.fast_path = written_out  # False: the reference path of the lessons
             start = time.perf_counter()
             for _ in range(5):
-                model._update(0.5)
+                model.train(0.5)
             per_step[written_out].append((time.perf_counter() - start) * 1e6
                                          / (5 * model.n_epochs))
     fast, ref = statistics.median(per_step[True]), statistics.median(per_step[False])

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.distributions import Categorical
 
+from .distributions import categorical_entropy, categorical_log_prob
+from .policies import CategoricalPolicy
 from .validation import check_positive_int
-from .distributions import categorical_entropy, categorical_log_prob, categorical_sample
 
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # R, G, B (BT.601)
 
@@ -264,7 +264,7 @@ def layer_init(layer: nn.Module, gain: float) -> nn.Module:
     return layer
 
 
-class NatureCNNActorCritic(nn.Module):
+class NatureCNNActorCritic(CategoricalPolicy):
     """Mnih et al. (2015)'s network as actor-critic, the same as SB3's CnnPolicy.
 
     obs (B, 4, 84, 84) uint8 -> / 255 -> conv 32 8x8 /4 -> ReLU -> conv 64 4x4 /2 -> ReLU
@@ -273,6 +273,8 @@ class NatureCNNActorCritic(nn.Module):
 
     Orthogonal init as SB3: gain sqrt(2) in the trunk, 0.01 for the policy head (a near
     uniform first policy), 1 for the value head. The trunk is shared by actor and critic.
+    The categorical policy (``forward``, ``get_distribution``, ``heads``) is
+    ``ppo_lib.policies.CategoricalPolicy``'s.
     """
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Discrete,
@@ -315,27 +317,15 @@ class NatureCNNActorCritic(nn.Module):
             x = x / 255.0
         return self.linear(self.features_extractor(x))
 
-    def _logits_values(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+    def latents(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """-> the features, for both heads (the trunk is shared)."""
         features = self.extract_features(obs)
-        return self.action_net(features), self.value_net(features).squeeze(-1)
-
-    def get_distribution(self, obs: Tensor) -> Categorical:
-        logits, _ = self._logits_values(obs)
-        return Categorical(logits=logits)  # logits, not softmax probs (notes' error 8)
-
-    def forward(self, obs: Tensor, deterministic: bool = False,
-                ) -> tuple[Tensor, Tensor, Tensor]:
-        """-> actions (B,), values (B,), log_probs (B,)."""
-        logits, values = self._logits_values(obs)
-        actions = logits.argmax(-1) if deterministic else categorical_sample(logits)
-        return actions, values, categorical_log_prob(logits, actions)
+        return features, features
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
-        logits, values = self._logits_values(obs)
+        """-> values (B,), log_probs (B,), entropy (B,) of the given actions. (Log-prob and
+        entropy each from its own log-softmax, as this network always computed them:
+        ``categorical_log_prob_entropy`` rounds the last bit differently.)"""
+        logits, values = self.heads(obs)
         actions = actions.long().reshape(-1)
         return values, categorical_log_prob(logits, actions), categorical_entropy(logits)
-
-    def predict_values(self, obs: Tensor) -> Tensor:
-        """-> values (B,)."""
-        return self._logits_values(obs)[1]

@@ -1,13 +1,15 @@
-"""The update's fast paths for MLP policies (tests/test_fused.py, test_ppo.py).
+"""The update's fast path for MLP policies: the same numbers as the reference, less overhead
+(tests/test_fastpath.py). The only module that uses torch's internals.
 
-``losses.ppo_loss_terms`` on ``CategoricalActorCritic.evaluate_actions``, then
-``loss.backward()``, gradient clipping and Adam, is the reference: the form the lessons
-show. On a CartPole minibatch each of its small tensor operations costs more in Python,
-dispatch and autograd bookkeeping than in arithmetic. Two faster paths give the same numbers
-(up to float32 rounding, tested):
+The reference gradient step is what lesson 05 shows in ``PPO.train``: ``evaluate_actions``,
+``losses.ppo_loss_terms``, ``loss.backward()``, gradient clipping and Adam. On a CartPole
+minibatch each of its small tensor operations costs more in Python, dispatch and autograd
+bookkeeping than in arithmetic. ``fast_gradient_step(policy, optimizer)`` returns the same
+step written out (an ``MlpGradientStep``), or None where it does not apply: then the trainer
+takes the reference path (``PPO.fast_path = False`` asks for it always).
 
-1. ``categorical_ppo_loss``: the whole loss from the logits and the values as one
-   ``autograd.Function`` whose gradient is written out by hand:
+The written-out step runs the MLP actor-critic forward keeping each layer's input and output,
+computes the loss with its gradient at the heads by hand,
 
     log pi = log_softmax(z),  p = exp(log pi),  r = exp(log pi_a - log pi_old),  n = batch
     L = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)) + c1 mean((R - V)^2) - c2 mean(H)
@@ -15,38 +17,158 @@ dispatch and autograd bookkeeping than in arithmetic. Two faster paths give the 
     dL/dz = g (onehot(a) - p) + (c2 / n) p (log pi + H),   g = -(1 / n) A r [unclipped <= clipped]
     dL/dV = (2 c1 / n) (V - R)      (times [|V - V_old| <= eps_vf] with value clipping)
 
-   where [unclipped <= clipped] is 1 where min() takes the unclipped term (the clipped term
-   passes no gradient outside [1 - eps, 1 + eps]).
-
-2. ``MlpGradientStep``: the whole gradient step of an MLP actor-critic without autograd
-   (categorical, or Gaussian with the same clipped loss on its log-density).
-   The backward pass of a layer y = act(x W^T + b) is three matrix expressions,
+([unclipped <= clipped] is 1 where min() takes the unclipped term: the clipped term passes no
+gradient outside [1 - eps, 1 + eps]; a Gaussian policy differentiates its log-density the
+same way), then the backward pass of each layer y = act(x W^T + b) as three matrix
+expressions,
 
     d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
 
-   then the gradient is clipped to norm max_grad_norm and Adam steps, both on one flat
-   buffer that holds every parameter (the parameters, their .grad and Adam's state are
-   views into it, so state_dict, save and load see ordinary tensors).
+and clips the gradient to norm max_grad_norm and takes an Adam step, both on one flat
+buffer that holds every parameter (the parameters, their .grad and Adam's state are views
+into it, so state_dict, save and load see ordinary tensors).
 
-   Every parameter's slice starts at a 64-byte boundary (``ALIGN`` floats), whatever address
-   the allocator returns. The CPU matrix kernels round differently when an operand or output
-   starts off such a boundary (a (B, 64) x (64, 1) value head at a 4-byte offset: another
-   last bit of V(s) on an AMD EPYC), so views at odd offsets would train differently from the
-   separate tensors of a fresh or reloaded model: a save / load / learn resume would not
-   equal the run without the pause (tests/test_save_load.py, tests/test_fused.py).
+Every parameter's slice starts at a 64-byte boundary (``ALIGN`` floats), whatever address
+the allocator returns. The CPU matrix kernels round differently when an operand or output
+starts off such a boundary (a (B, 64) x (64, 1) value head at a 4-byte offset: another last
+bit of V(s) on an AMD EPYC), so views at odd offsets would train differently from the
+separate tensors of a fresh or reloaded model: a save / load / learn resume would not equal
+the run without the pause (tests/test_save_load.py, tests/test_fastpath.py).
+
+Also here: ``LeanAdam`` (torch's Adam calling its fused kernel directly), ``clip_grad_norm``
+(torch's in four tensor calls) and ``run_mlp`` (an ``mlp()`` applied without
+``nn.Module.__call__``), which the reference path uses too.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from .distributions import LOG_SQRT_2PI, gaussian_entropy
 from .losses import PPOLossTerms
-from .policies import _FUNCTIONAL, CategoricalActorCritic, GaussianActorCritic
 
 
+def fast_gradient_step(policy: nn.Module, optimizer: torch.optim.Optimizer,
+                       step: MlpGradientStep | None = None) -> MlpGradientStep | None:
+    """The written-out gradient step for ``policy`` trained by ``optimizer``, ready to use
+    (its flat buffers bound), or None: the reference path must run.
+
+    None for anything but a ``CategoricalActorCritic`` / ``GaussianActorCritic`` MLP of
+    Linear, Tanh and ReLU layers trained by ``LeanAdam`` (one parameter group, no weight
+    decay), and while a parameter is frozen or a forward hook would run (autograd's path
+    honours both). ``step``: the one this returned last time, reused while it fits.
+    """
+    if type(optimizer) is not LeanAdam:
+        return None
+    if step is None or step.policy is not policy or step.optimizer is not optimizer:
+        step = MlpGradientStep.create(policy, optimizer)
+    return step if step is not None and step.bind() else None
+
+
+# --- calling an mlp() without nn.Module.__call__ ------------------------------------------
+def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
+    return torch.ops.aten.threshold_backward(grad, out, 0)
+
+
+# activation -> (its function, its backward from the gradient at its output and the output)
+ACTIVATIONS = {nn.Tanh: (torch.tanh, torch.ops.aten.tanh_backward),
+               nn.ReLU: (torch.relu, _relu_backward)}
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs forward hooks, its own or global ones."""
+    return bool(_global_forward_hooks or _global_forward_pre_hooks
+                or module._forward_hooks or module._forward_pre_hooks)
+
+
+def run_mlp(net: nn.Sequential, x: Tensor) -> Tensor:
+    """``net(x)`` for an ``mlp()``, each Linear and Tanh / ReLU applied as the function it
+    is: the same operations and numbers, without ``nn.Module.__call__``, whose bookkeeping
+    costs more than a 64-unit layer's arithmetic on a CartPole batch (the trainer runs this
+    tens of thousands of times). A layer of another kind, or one with hooks, is called."""
+    hooked = bool(_global_forward_hooks or _global_forward_pre_hooks)
+    for layer in net:
+        kind = type(layer)
+        if hooked or layer._forward_hooks or layer._forward_pre_hooks:
+            x = layer(x)
+        elif kind is nn.Linear:
+            x = F.linear(x, layer.weight, layer.bias)
+        elif kind in ACTIVATIONS:
+            x = ACTIVATIONS[kind][0](x)
+        else:
+            x = layer(x)
+    return x
+
+
+# --- Adam and gradient clipping with less overhead ----------------------------------------
+class LeanAdam(torch.optim.Adam):
+    """``torch.optim.Adam`` (same state_dict, same numbers) whose ``step`` calls the fused
+    CPU kernel directly. A PPO update on a tiny MLP is thousands of small steps, where
+    ``Optimizer.step``'s bookkeeping costs more than the arithmetic."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, fused=True)
+        self._lists = None
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            return super().step(closure)
+        self.lean_step()
+        return None
+
+    @torch.no_grad()
+    def lean_step(self) -> None:
+        """``step()`` without the profiling wrapper torch puts around ``Optimizer.step``."""
+        if self._lists is None or any(p.grad is None for p in self._lists[0]):
+            self._lists = None
+            super().step()  # creates the state on the first call
+            self._lists = self._state_lists()
+            return
+        group = self.param_groups[0]
+        params, exp_avgs, exp_avg_sqs, steps = self._lists
+        grads = [p.grad for p in params]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
+                           beta1=group["betas"][0], beta2=group["betas"][1],
+                           weight_decay=group["weight_decay"], eps=group["eps"],
+                           amsgrad=False, maximize=False)
+
+    def forget_state_lists(self) -> None:
+        """Drop the cached lists of the state's tensors (something replaced them)."""
+        self._lists = None
+
+    def _state_lists(self):
+        if len(self.param_groups) != 1 or self.param_groups[0]["weight_decay"] != 0:
+            return None
+        params = [p for p in self.param_groups[0]["params"] if p in self.state]
+        if len(params) != len(self.param_groups[0]["params"]):
+            return None
+        return (params, [self.state[p]["exp_avg"] for p in params],
+                [self.state[p]["exp_avg_sq"] for p in params],
+                [self.state[p]["step"] for p in params])
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._lists = None
+
+    def __setstate__(self, state):  # copy.deepcopy, pickle
+        super().__setstate__(state)
+        self._lists = None
+
+
+def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_`` in four tensor calls: scale every gradient by
+    min(1, max_norm / (||g||_2 + 1e-6)), ||g|| the norm of all gradients together."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+
+
+# --- the loss and its gradient at the heads -----------------------------------------------
 def _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
                        old_values, clip_range_vf):
     """The clipped surrogate and the value loss, and their gradients with respect to
@@ -129,41 +251,8 @@ def _gaussian_loss_and_gradients(mean, log_std, values, actions, old_log_probs, 
             grad_values)
 
 
-class _CategoricalPPOLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, *args):
-        *outputs, grad_logits, grad_values = _loss_and_gradients(*args)
-        ctx.save_for_backward(grad_logits, grad_values)
-        ctx.set_materialize_grads(False)  # the logged outputs get no gradient: no zeros
-        ctx.mark_non_differentiable(*outputs[1:])
-        return tuple(outputs)
 
-    @staticmethod
-    def backward(ctx, grad_total, *_unused):
-        grad_logits, grad_values = ctx.saved_tensors
-        return (grad_total * grad_logits, grad_total * grad_values,
-                None, None, None, None, None, None, None, None, None)
-
-
-def categorical_ppo_loss(logits: Tensor, values: Tensor, actions: Tensor, old_log_probs: Tensor,
-                         advantages: Tensor, returns: Tensor, clip_range: float,
-                         vf_coef: float = 0.5, ent_coef: float = 0.0,
-                         old_values: Tensor | None = None, clip_range_vf: float | None = None,
-                         ) -> tuple[Tensor, PPOLossTerms, Tensor, Tensor]:
-    """The PPO loss of a categorical policy from its ``logits`` (B, A) and ``values`` (B,)
-    -> (loss, terms, log_ratio, ratio), equal to ``ppo_loss_terms`` on ``evaluate_actions``.
-
-    Only ``loss`` carries a gradient (to ``logits`` and ``values``); the terms are for
-    logging. Advantages are used as given (normalise them first, as the trainer does).
-    """
-    total, policy, value, entropy, log_ratio, ratio = _CategoricalPPOLoss.apply(
-        logits, values, actions.long().reshape(-1), old_log_probs, advantages, returns,
-        float(clip_range), float(vf_coef), float(ent_coef), old_values,
-        None if clip_range_vf is None else float(clip_range_vf))
-    return total, PPOLossTerms(total, policy, value, entropy), log_ratio, ratio
-
-
-# --- 2. the whole gradient step ---------------------------------------------------------
+# --- the whole gradient step ------------------------------------------------------------
 ALIGN = 16  # floats (64 bytes, a cache line and an AVX-512 register): each slice's start
 
 
@@ -190,13 +279,17 @@ def _layout(sizes: list[int]) -> tuple[list[int], int]:
     return offsets, total
 
 
-def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
-    return torch.ops.aten.threshold_backward(grad, out, 0)
+def _views(buffer: Tensor, offsets: list[int], params: list[Tensor]) -> list[Tensor]:
+    """Each parameter's slice of a flat buffer, in the parameter's shape."""
+    return [buffer[o:o + p.numel()].view_as(p) for o, p in zip(offsets, params)]
 
 
-# activation -> its backward, from the gradient at its output and the output itself (the
-# forward functions are policies._FUNCTIONAL, which run_mlp uses)
-_BACKWARD = {nn.Tanh: torch.ops.aten.tanh_backward, nn.ReLU: _relu_backward}
+def _flat_copy(tensors: list[Tensor], offsets: list[int], total: int) -> Tensor:
+    """A fresh aligned buffer holding copies of ``tensors`` at ``offsets``."""
+    buffer = _aligned_zeros(total)
+    for view, t in zip(_views(buffer, offsets, tensors), tensors):
+        view.copy_(t.detach())
+    return buffer
 
 
 def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] | None:
@@ -208,12 +301,38 @@ def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] 
             return None
         if type(module) is nn.Linear and module.bias is not None:
             layers.append((module, None, None))
-        elif type(module) in _BACKWARD and layers and layers[-1][1] is None \
+        elif type(module) in ACTIVATIONS and layers and layers[-1][1] is None \
                 and type(modules[i - 1]) is nn.Linear:
-            layers[-1] = (layers[-1][0], _FUNCTIONAL[type(module)], _BACKWARD[type(module)])
+            layers[-1] = (layers[-1][0], *ACTIVATIONS[type(module)])
         else:
             return None
     return layers
+
+
+def _forward(layers, x: Tensor, saved: list) -> Tensor:
+    """The layers applied to x, each layer's (input, output) appended to ``saved``."""
+    for linear, act, _ in layers:
+        y = torch.addmm(linear.bias, x, linear.weight.t())
+        if act is not None:
+            y = act(y)
+        saved.append((x, y))
+        x = y
+    return x
+
+
+def _backward(layers, saved: list, grad: Tensor, need_input_grad: bool) -> Tensor:
+    """From dL/d(output) of the layers, their weights' and biases' .grad (written in
+    place) -> dL/d(input) (only when ``need_input_grad`` or there are layers below)."""
+    for i in range(len(layers) - 1, -1, -1):
+        linear, _, act_backward = layers[i]
+        x, y = saved[i]
+        if act_backward is not None:
+            grad = act_backward(grad, y)
+        torch.mm(grad.t(), x, out=linear.weight.grad)       # dL/dW = d^T x
+        torch.sum(grad, 0, out=linear.bias.grad)            # dL/db = sum_batch d
+        if i > 0 or need_input_grad:
+            grad = grad.mm(linear.weight)                   # dL/dx = d W
+    return grad
 
 
 class MlpGradientStep:
@@ -224,15 +343,17 @@ class MlpGradientStep:
     parameters, as ``LeanAdam`` would.
 
     Equal to the reference path (``evaluate_actions``, ``ppo_loss_terms``, ``backward``,
-    ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_fused.py trains both.
+    ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_fastpath.py trains both.
     ``MlpGradientStep.create(policy, optimizer)`` returns None for anything else (other
     layers, weight decay, several parameter groups), and ``bind`` returns False while a
     parameter is frozen (``requires_grad=False``) or a module has a forward hook: the
-    trainer then uses autograd, which honours both.
+    trainer then uses autograd, which honours both. Use it through ``fast_gradient_step``.
     """
 
     @classmethod
     def create(cls, policy: nn.Module, optimizer: torch.optim.Optimizer):
+        from .policies import CategoricalActorCritic, GaussianActorCritic  # (imports run_mlp)
+
         if (type(policy) not in (CategoricalActorCritic, GaussianActorCritic)
                 or len(optimizer.param_groups) != 1):
             return None
@@ -247,7 +368,7 @@ class MlpGradientStep:
         if any(layers is None for layers in nets):
             return None
         step = cls(policy, optimizer, *nets)
-        return None if step._hooked() else step
+        return None if step.hooked() else step
 
     def __init__(self, policy, optimizer, shared, pi, vf, action_head, value_head):
         self.policy, self.optimizer = policy, optimizer
@@ -264,26 +385,16 @@ class MlpGradientStep:
     def bind(self) -> bool:
         """Make the parameters, their gradients and Adam's state views into flat buffers
         (again, if something replaced them since: ``load_state_dict`` of the optimizer,
-        the reference path's ``p.grad = None``). False if a parameter is frozen or Adam's
-        step counts differ."""
-        if not all(p.requires_grad for p in self.params) or self._hooked():
+        the reference path's ``p.grad = None``). False if a parameter is frozen, a forward
+        hook would run, or Adam's step counts differ."""
+        if not all(p.requires_grad for p in self.params) or self.hooked():
             return False
-        if self._flat is not None and self._is_bound():
+        if self._flat is not None and self.is_bound():
             return True
         params, state = self.params, self.optimizer.state
         offsets, total = _layout([p.numel() for p in params])
-
-        def views(buffer):
-            return [buffer[o:o + p.numel()].view_as(p) for o, p in zip(offsets, params)]
-
-        def flat(tensors):  # a fresh aligned buffer holding copies of ``tensors``
-            buffer = _aligned_zeros(total)
-            for view, t in zip(views(buffer), tensors):
-                view.copy_(t.detach())
-            return buffer
-
         with torch.no_grad():
-            self._flat = flat(params)
+            self._flat = _flat_copy(params, offsets, total)
             self._grad = _aligned_zeros(total)
             started = all(p in state and "exp_avg" in state[p] for p in params)
             if started:
@@ -291,8 +402,10 @@ class MlpGradientStep:
                 if not bool((self._steps == self._steps[0]).all()):
                     self._flat = None
                     return False
-                self._exp_avg = flat([state[p]["exp_avg"] for p in params])
-                self._exp_avg_sq = flat([state[p]["exp_avg_sq"] for p in params])
+                self._exp_avg = _flat_copy([state[p]["exp_avg"] for p in params], offsets,
+                                           total)
+                self._exp_avg_sq = _flat_copy([state[p]["exp_avg_sq"] for p in params],
+                                              offsets, total)
             else:
                 self._steps = torch.zeros(len(params))
                 self._exp_avg = _aligned_zeros(total)
@@ -300,23 +413,24 @@ class MlpGradientStep:
             # one step count per parameter, as torch keeps them, advanced by one add_
             steps = list(self._steps.unbind())
             for p, value, grad, avg, avg_sq, step in zip(
-                    params, views(self._flat), views(self._grad), views(self._exp_avg),
-                    views(self._exp_avg_sq), steps):
+                    params, _views(self._flat, offsets, params),
+                    _views(self._grad, offsets, params), _views(self._exp_avg, offsets, params),
+                    _views(self._exp_avg_sq, offsets, params), steps):
                 p.data, p.grad = value, grad
                 state[p] = {"step": step, "exp_avg": avg, "exp_avg_sq": avg_sq}
         self._views = [(p.grad, state[p]["exp_avg"], state[p]["exp_avg_sq"], state[p]["step"])
                        for p in params]
         self._ptrs = [p.data_ptr() for p in params]
-        if hasattr(self.optimizer, "_lists"):
-            self.optimizer._lists = None  # LeanAdam's cached state lists are stale now
+        if isinstance(self.optimizer, LeanAdam):
+            self.optimizer.forget_state_lists()  # its cached state lists are stale now
         return True
 
-    def _hooked(self) -> bool:
+    def hooked(self) -> bool:
         """A forward hook anywhere the reference path would call a module (it would run)."""
-        return bool(_global_forward_hooks or _global_forward_pre_hooks) or any(
-            m._forward_hooks or m._forward_pre_hooks for m in self._modules)
+        return any(has_hooks(m) for m in self._modules)
 
-    def _is_bound(self) -> bool:
+    def is_bound(self) -> bool:
+        """Whether the parameters, their .grad and Adam's state are still the flat views."""
         state = self.optimizer.state
         for p, ptr, (grad, avg, avg_sq, step) in zip(self.params, self._ptrs, self._views):
             s = state.get(p)
@@ -327,53 +441,31 @@ class MlpGradientStep:
         return True
 
     # -- forward and loss -------------------------------------------------------------
-    @staticmethod
-    def _forward(layers, x, saved):
-        for linear, act, _ in layers:
-            y = torch.addmm(linear.bias, x, linear.weight.t())
-            if act is not None:
-                y = act(y)
-            saved.append((x, y))
-            x = y
-        return x
-
-    def loss(self, obs, actions, old_log_probs, advantages, returns, clip_range, vf_coef,
-             ent_coef, old_values, clip_range_vf):
-        """-> (loss, terms, log_ratio, ratio) as ``categorical_ppo_loss`` (or, Gaussian,
-        as ``ppo_loss_terms``), without a graph."""
-        args = (old_log_probs, advantages, returns, float(clip_range), float(vf_coef),
-                float(ent_coef), old_values,
+    def loss(self, batch, advantages: Tensor, clip_range: float, vf_coef: float,
+             ent_coef: float, clip_range_vf: float | None = None):
+        """The loss of a minibatch (``ppo_lib.rollout.Minibatch``) with its (normalised)
+        ``advantages`` -> (loss, terms, log_ratio, ratio), as ``PPO.minibatch_loss``,
+        without a graph: ``step`` follows."""
+        args = (batch.old_log_probs, advantages, batch.returns, float(clip_range),
+                float(vf_coef), float(ent_coef), batch.old_values,
                 None if clip_range_vf is None else float(clip_range_vf))
         with torch.no_grad():
             saved_shared, saved_pi, saved_vf = [], [], []
-            trunk = self._forward(self.shared, obs.float(), saved_shared)
-            head = self._forward(self.pi, trunk, saved_pi)  # logits, or the Gaussian's mean
-            values = self._forward(self.vf, trunk, saved_vf).squeeze(-1)
+            trunk = _forward(self.shared, batch.obs.float(), saved_shared)
+            head = _forward(self.pi, trunk, saved_pi)  # logits, or the Gaussian's mean
+            values = _forward(self.vf, trunk, saved_vf).squeeze(-1)
             if self.gaussian:
                 (total, policy, value, entropy, log_ratio, ratio, grad_head, grad_log_std,
                  grad_values) = _gaussian_loss_and_gradients(
-                    head, self.policy.log_std, values, actions, *args)
+                    head, self.policy.log_std, values, batch.actions, *args)
             else:
                 total, policy, value, entropy, log_ratio, ratio, grad_head, grad_values = \
-                    _loss_and_gradients(head, values, actions.long().reshape(-1), *args)
+                    _loss_and_gradients(head, values, batch.actions.long().reshape(-1), *args)
                 grad_log_std = None
         self._saved = (saved_shared, saved_pi, saved_vf, grad_head, grad_log_std, grad_values)
         return total, PPOLossTerms(total, policy, value, entropy), log_ratio, ratio
 
     # -- backward, clip, Adam ---------------------------------------------------------
-    @staticmethod
-    def _backward(layers, saved, grad, need_input_grad):
-        for i in range(len(layers) - 1, -1, -1):
-            linear, _, act_backward = layers[i]
-            x, y = saved[i]
-            if act_backward is not None:
-                grad = act_backward(grad, y)
-            torch.mm(grad.t(), x, out=linear.weight.grad)       # dL/dW = d^T x
-            torch.sum(grad, 0, out=linear.bias.grad)            # dL/db = sum_batch d
-            if i > 0 or need_input_grad:
-                grad = grad.mm(linear.weight)                   # dL/dx = d W
-        return grad
-
     def step(self, max_grad_norm: float) -> None:
         """Backward pass of the last ``loss()``, gradient clipping, one Adam step."""
         saved_shared, saved_pi, saved_vf, grad_head, grad_log_std, grad_values = self._saved
@@ -383,10 +475,10 @@ class MlpGradientStep:
             if grad_log_std is not None:
                 self.policy.log_std.grad.copy_(grad_log_std)
             has_trunk = len(self.shared) > 0
-            d_pi = self._backward(self.pi, saved_pi, grad_head, has_trunk)
-            d_vf = self._backward(self.vf, saved_vf, grad_values.unsqueeze(-1), has_trunk)
+            d_pi = _backward(self.pi, saved_pi, grad_head, has_trunk)
+            d_vf = _backward(self.vf, saved_vf, grad_values.unsqueeze(-1), has_trunk)
             if has_trunk:
-                self._backward(self.shared, saved_shared, d_pi + d_vf, False)
+                _backward(self.shared, saved_shared, d_pi + d_vf, False)
             # torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (||g|| + 1e-6))
             norm = torch.linalg.vector_norm(self._grad)
             self._grad.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))

@@ -2,6 +2,7 @@
 
 A policy here is an ``nn.Module`` with four methods, the interface the trainer relies on:
 
+    heads(obs)                        -> distribution parameters, values (logits or mean)
     forward(obs, deterministic=False) -> actions, values, log_probs     (collecting data)
     evaluate_actions(obs, actions)    -> values, log_probs, entropy     (the PPO update)
     predict_values(obs)               -> values                         (bootstrapping)
@@ -19,17 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
-from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from .distributions import (categorical_log_prob, categorical_log_prob_entropy,
                             categorical_sample, gaussian_entropy, gaussian_log_prob)
+from .fastpath import run_mlp
 
 DEFAULT_NET_ARCH = dict(pi=[64, 64], vf=[64, 64])  # SB3 MlpPolicy for PPO
 
@@ -53,28 +54,6 @@ def mlp(in_dim: int, sizes: Sequence[int], activation_fn: type[nn.Module] = nn.T
         layers += [nn.Linear(in_dim, size), activation_fn()]
         in_dim = size
     return nn.Sequential(*layers)
-
-
-_FUNCTIONAL = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
-
-
-def run_mlp(net: nn.Sequential, x: Tensor) -> Tensor:
-    """``net(x)`` for an ``mlp()``, each Linear and Tanh / ReLU applied as the function it
-    is: the same operations and numbers, without ``nn.Module.__call__``, whose bookkeeping
-    costs more than a 64-unit layer's arithmetic on a CartPole batch (the trainer runs this
-    tens of thousands of times). A layer of another kind, or one with hooks, is called."""
-    hooked = bool(_global_forward_hooks or _global_forward_pre_hooks)
-    for layer in net:
-        kind = type(layer)
-        if hooked or layer._forward_hooks or layer._forward_pre_hooks:
-            x = layer(x)
-        elif kind is nn.Linear:
-            x = F.linear(x, layer.weight, layer.bias)
-        elif kind in _FUNCTIONAL:
-            x = _FUNCTIONAL[kind](x)
-        else:
-            x = layer(x)
-    return x
 
 
 def _parse_net_arch(net_arch) -> tuple[list[int], list[int], list[int]]:
@@ -118,7 +97,50 @@ class MlpExtractor(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """What both MLP policies share: the extractor, the value head and orthogonal init."""
+    """The base of every actor-critic here: a body gives latent features for the actor and
+    the critic (``latents``), two linear heads map them to the distribution's parameters
+    (logits, or a Gaussian's mean) and to V(s).
+
+        heads(obs) = action_net(latent_pi), value_net(latent_vf)
+    """
+
+    def latents(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """-> latent_pi, latent_vf (the same tensor when the body is shared)."""
+        raise NotImplementedError
+
+    def heads(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """-> distribution parameters (B, n_actions or action_dim), values (B,)."""
+        latent_pi, latent_vf = self.latents(obs)
+        return self.action_net(latent_pi), self.value_net(latent_vf).squeeze(-1)
+
+    def predict_values(self, obs: Tensor) -> Tensor:
+        """V(s)   -> (B,)."""
+        return self.heads(obs)[1]
+
+
+class CategoricalPolicy(ActorCritic):
+    """Discrete actions: pi(a|s) = softmax(z)_a for the logits z = action_net(latent_pi).
+    The MLP (``CategoricalActorCritic``) and the Nature CNN (``ppo_lib.atari``) add a body."""
+
+    def get_distribution(self, obs: Tensor) -> Categorical:
+        return Categorical(logits=self.heads(obs)[0])  # logits, not softmax probs
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """-> actions (B,) int64, values (B,), log_probs (B,)."""
+        logits, values = self.heads(obs)
+        actions = logits.argmax(-1) if deterministic else categorical_sample(logits)
+        return actions, values, categorical_log_prob(logits, actions)
+
+    def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
+        logits, values = self.heads(obs)
+        log_probs, entropy = categorical_log_prob_entropy(logits, actions.long().reshape(-1))
+        return values, log_probs, entropy
+
+
+class MlpActorCritic(ActorCritic):
+    """The MLP body both MLP policies share: the extractor, the value head and orthogonal
+    init (the action head and its distribution are the subclass's)."""
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space,
                  net_arch=None, activation_fn: type[nn.Module] = nn.Tanh,
@@ -144,13 +166,16 @@ class ActorCritic(nn.Module):
         layer_init(self.action_net, 0.01)
         layer_init(self.value_net, 1.0)
 
+    def latents(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        return self.mlp_extractor(obs.float())
+
     def predict_values(self, obs: Tensor) -> Tensor:
-        """V(s)   -> (B,)."""
+        """V(s)   -> (B,), through the critic's layers only."""
         return self.value_net(self.mlp_extractor.forward_critic(obs.float())).squeeze(-1)
 
 
-class CategoricalActorCritic(ActorCritic):
-    """Discrete actions: pi(a|s) = softmax(action_net(latent))_a, from logits."""
+class CategoricalActorCritic(CategoricalPolicy, MlpActorCritic):
+    """Discrete actions from an MLP: pi(a|s) = softmax(action_net(latent_pi))_a."""
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Discrete,
                  net_arch=None, activation_fn: type[nn.Module] = nn.Tanh,
@@ -162,27 +187,8 @@ class CategoricalActorCritic(ActorCritic):
         self.action_net = nn.Linear(self.mlp_extractor.latent_dim_pi, int(action_space.n))
         self._init_weights()
 
-    def _logits_values(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        latent_pi, latent_vf = self.mlp_extractor(obs.float())
-        return self.action_net(latent_pi), self.value_net(latent_vf).squeeze(-1)
 
-    def get_distribution(self, obs: Tensor) -> Categorical:
-        return Categorical(logits=self._logits_values(obs)[0])  # logits, not softmax probs
-
-    def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """-> actions (B,) int64, values (B,), log_probs (B,)."""
-        logits, values = self._logits_values(obs)
-        actions = logits.argmax(-1) if deterministic else categorical_sample(logits)
-        return actions, values, categorical_log_prob(logits, actions)
-
-    def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
-        logits, values = self._logits_values(obs)
-        log_probs, entropy = categorical_log_prob_entropy(logits, actions.long().reshape(-1))
-        return values, log_probs, entropy
-
-
-class GaussianActorCritic(ActorCritic):
+class GaussianActorCritic(MlpActorCritic):
     """Continuous actions: a ~ N(mu(s), diag(sigma^2)), sigma = exp(log_std) a learned
     parameter that does not depend on the state (SB3's DiagGaussianDistribution).
 
@@ -202,17 +208,13 @@ class GaussianActorCritic(ActorCritic):
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         self._init_weights()
 
-    def _mean_values(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        latent_pi, latent_vf = self.mlp_extractor(obs.float())
-        return self.action_net(latent_pi), self.value_net(latent_vf).squeeze(-1)
-
     def get_distribution(self, obs: Tensor) -> Normal:
-        mean, _ = self._mean_values(obs)
+        mean, _ = self.heads(obs)
         return Normal(mean, self.log_std.exp().expand_as(mean))
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """-> actions (B, action_dim) unclipped, values (B,), log_probs (B,)."""
-        mean, values = self._mean_values(obs)
+        mean, values = self.heads(obs)
         if deterministic:
             actions = mean
         else:
@@ -221,7 +223,8 @@ class GaussianActorCritic(ActorCritic):
         return actions, values, gaussian_log_prob(mean, self.log_std, actions)
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mean, values = self._mean_values(obs)
+        """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
+        mean, values = self.heads(obs)
         entropy = gaussian_entropy(self.log_std).expand(mean.shape[0])
         return values, gaussian_log_prob(mean, self.log_std, actions), entropy
 
@@ -233,10 +236,32 @@ def clip_actions(actions: np.ndarray, action_space: spaces.Space) -> np.ndarray:
     return actions
 
 
-def policy_class_for(action_space: spaces.Space) -> type[ActorCritic]:
+def policy_class_for(action_space: spaces.Space) -> type[MlpActorCritic]:
     """"MlpPolicy" resolved by the action space, as SB3 does."""
     if isinstance(action_space, spaces.Discrete):
         return CategoricalActorCritic
     if isinstance(action_space, spaces.Box):
         return GaussianActorCritic
     raise ValueError(f"action space {action_space} is not supported: use Discrete or Box")
+
+
+def observation_batch(obs: Any, space: spaces.Space) -> tuple[np.ndarray, bool]:
+    """``predict``'s ``obs`` as a batch (B, *shape) -> (batch, whether it was one obs)."""
+    shape = tuple(space.shape)
+    expected = (f"one observation of shape {shape} or a batch of shape "
+                f"(n, {', '.join(map(str, shape))})")
+    if isinstance(obs, torch.Tensor):
+        obs = obs.detach().cpu().numpy()
+    try:
+        arr = None if isinstance(obs, (str, bytes, dict)) or obs is None else np.asarray(obs)
+    except ValueError:  # a ragged list
+        arr = None
+    if arr is None or arr.dtype.kind not in "biuf":
+        raise TypeError(f"predict: obs must be an array of numbers, {expected}; got "
+                        f"{type(obs).__name__} {obs!r:.80}")
+    if arr.shape == shape:
+        return arr[None], True
+    if arr.shape[1:] == shape and arr.ndim == len(shape) + 1:
+        return arr, False
+    raise ValueError(f"predict: obs has shape {arr.shape}, but the model's observation space "
+                     f"is {space}: pass {expected}")

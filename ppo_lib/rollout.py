@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import warnings
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -48,17 +50,49 @@ class Rollout:
             actions = torch.zeros(n_steps, n_envs, dtype=torch.long)
         else:
             actions = torch.zeros(n_steps, n_envs, *action_space.shape)
-
-        def zeros() -> Tensor:
-            return torch.zeros(n_steps, n_envs)
-
-        return cls(torch.zeros(n_steps, n_envs, *observation_space.shape, dtype=obs_dtype),
-                   actions, zeros(), zeros(), zeros(), zeros(), zeros(), zeros(),
-                   torch.zeros(n_envs))
+        obs = torch.zeros(n_steps, n_envs, *observation_space.shape, dtype=obs_dtype)
+        # rewards, dones, values, log_probs, advantages, returns: (T, N) each
+        per_step = [torch.zeros(n_steps, n_envs) for _ in range(6)]
+        return cls(obs, actions, *per_step, torch.zeros(n_envs))
 
     @property
     def n_steps(self) -> int:
         return self.rewards.shape[0]
+
+
+def check_batch_size(batch_size: int, n_steps: int, n_envs: int) -> None:
+    """A minibatch no larger than the rollout (ValueError), and a warning, as SB3's, when
+    it does not divide the rollout (the last minibatch of each epoch is then smaller)."""
+    rollout_size = n_steps * n_envs
+    if batch_size > rollout_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the rollout, n_steps * "
+                         f"n_envs = {n_steps} * {n_envs} = {rollout_size}; "
+                         f"use batch_size <= {rollout_size}")
+    if rollout_size % batch_size:
+        warnings.warn(f"batch_size={batch_size} does not divide the rollout, n_steps * "
+                      f"n_envs = {n_steps} * {n_envs} = {rollout_size}: after every "
+                      f"{rollout_size // batch_size} minibatches of {batch_size} comes a "
+                      f"truncated one of {rollout_size % batch_size}. Use a batch_size that "
+                      f"divides {rollout_size}", UserWarning, stacklevel=3)
+
+
+def check_finite(rollout: Rollout, num_timesteps: int, learning_rate: float) -> None:
+    """FloatingPointError, saying where they came from, for NaN or inf in a rollout."""
+    if rollout.obs.is_floating_point() and not torch.isfinite(rollout.obs).all():
+        raise FloatingPointError(
+            f"NaN or inf in the observations of the rollout ending at num_timesteps="
+            f"{num_timesteps}: the env returned them (check the env's step / reset), "
+            f"or observation normalisation divided by a zero variance")
+    if not torch.isfinite(rollout.rewards).all():
+        raise FloatingPointError(
+            f"NaN or inf in the rewards of the rollout ending at num_timesteps="
+            f"{num_timesteps}: the env returned them, or the critic's V(final_obs) "
+            f"used to bootstrap a time-limit truncation is not finite")
+    if not torch.isfinite(rollout.values).all() or not torch.isfinite(rollout.log_probs).all():
+        raise FloatingPointError(
+            f"NaN or inf in the policy's values / log-probabilities at num_timesteps="
+            f"{num_timesteps}: the weights diverged; the learning rate "
+            f"({learning_rate:g}) is probably too high")
 
 
 def obs_tensor(obs: np.ndarray) -> Tensor:

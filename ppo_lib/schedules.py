@@ -10,6 +10,7 @@ saves without pickling code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +53,26 @@ def as_schedule(value: float | Schedule) -> Schedule:
     if callable(value):
         return value
     return ConstantSchedule(float(value))
+
+
+def checked_value(name: str, schedule: Schedule, progress_remaining: float,
+                  num_timesteps: int) -> float:
+    """``schedule(progress_remaining)``, which must be a finite number >= 0 (ValueError,
+    naming the schedule, when it is not: raised before an update changes anything)."""
+    value = schedule(progress_remaining)
+    try:
+        valid = math.isfinite(float(value)) and float(value) >= 0
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"the {name} schedule {getattr(schedule, '__qualname__', schedule)!r} "
+            f"returned {value!r} at progress_remaining={progress_remaining:.6g} "
+            f"(num_timesteps={num_timesteps}, the update not made); a {name} must "
+            f"be a finite number >= 0. A schedule maps progress_remaining (1 at the "
+            f"start, 0 at the end) to the value, e.g. "
+            f"ppo_lib.schedules.linear_schedule(3e-4)")
+    return value
 
 
 def schedule_to_dict(schedule: Schedule) -> dict | None:

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from ppo_lib.fastpath import run_mlp
 from ppo_lib.policies import (CategoricalActorCritic, GaussianActorCritic, clip_actions,
-                              layer_init, mlp, run_mlp)
+                              layer_init, mlp)
 
 
 def test_categorical_shapes(cartpole_spaces):

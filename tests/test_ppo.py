@@ -12,7 +12,8 @@ from ppo_lib.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from ppo_lib.diagnostics import METRIC_KEYS
 from ppo_lib.envs import VecEnv
 from ppo_lib.losses import ppo_loss
-from ppo_lib.ppo import PPO, LeanAdam, clip_grad_norm
+from ppo_lib.fastpath import LeanAdam, clip_grad_norm
+from ppo_lib.ppo import PPO
 from ppo_lib.returns import gae
 from ppo_lib.rollout import Rollout, collect_rollout, minibatches
 from ppo_lib.schedules import linear_schedule
@@ -181,26 +182,26 @@ def test_callback_can_stop_training():
     assert model.num_timesteps == 40 and len(model.logger.rows) == 1
 
 
-def _run_small(fast_loss=True, **kw):
+def _run_small(fast_path=True, **kw):
     m = PPO("MlpPolicy", "CartPole-v1", n_envs=2, seed=3, **SMALL, **kw)
-    m.fast_loss = fast_loss and m.fast_loss
+    m.fast_path = fast_path
     m.learn(128)
     return m.logger.get("train/loss"), [p.detach().clone() for p in m.policy.parameters()]
 
 
 def test_same_seed_same_run_and_hooks_equal_reference():
-    loss_a, params_a = _run_small(fast_loss=False)  # the reference: ppo_loss_terms
+    loss_a, params_a = _run_small(fast_path=False)  # the reference: ppo_loss_terms
     loss_b, params_b = _run_small(advantage_fn=gae, loss_fn=ppo_loss)
     assert loss_a == loss_b
     for a, b in zip(params_a, params_b):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert _run_small(fast_loss=False)[0] == loss_a  # same seed, same run
+    assert _run_small(fast_path=False)[0] == loss_a  # same seed, same run
 
 
-def test_fused_loss_trains_as_the_reference():
-    """ppo_lib.fastpath (the default for categorical policies) against ppo_loss_terms over four
+def test_fast_path_trains_as_the_reference():
+    """ppo_lib.fastpath (the default for MLP policies) against ppo_loss_terms over four
     updates: equal up to float32 rounding (the gradients are summed in another order)."""
-    loss_ref, params_ref = _run_small(fast_loss=False)
+    loss_ref, params_ref = _run_small(fast_path=False)
     loss_fast, params_fast = _run_small()
     np.testing.assert_allclose(loss_fast, loss_ref, rtol=1e-5, atol=1e-6)
     for a, b in zip(params_fast, params_ref):

@@ -53,7 +53,8 @@ def test_save_load_continue_equals_uninterrupted(tmp_path, env_id, extra):
     resumed.learn(128, reset_num_timesteps=False)
     assert resumed.num_timesteps == straight.num_timesteps == 256
     for model in (straight, resumed):
-        assert model.fast_loss and model._mlp_step is not None and model._mlp_step._is_bound()
+        assert model.fast_path and model._gradient_step is not None
+        assert model._gradient_step.is_bound()
     assert_same(params(resumed), params(straight))
     assert resumed.logger.rows[-1]["train/loss"] == straight.logger.rows[-1]["train/loss"]
     for key in ("train/loss", "train/value_loss", "train/approx_kl", "rollout/ep_rew_mean"):
@@ -68,8 +69,8 @@ class BoundAtRolloutStart(BaseCallback):
         self.seen = []
 
     def _on_rollout_start(self):
-        step = self.model._mlp_step
-        self.seen.append(step is not None and step._is_bound())
+        step = self.model._gradient_step
+        self.seen.append(step is not None and step.is_bound())
 
     def _on_step(self):
         return True

@@ -60,7 +60,8 @@ def test_policy_outputs_and_loss_match_sb3(env_id):
     torch.testing.assert_close(v, sb3_v, atol=1e-5, rtol=0)
     torch.testing.assert_close(lp, sb3_lp, atol=1e-5, rtol=0)
     torch.testing.assert_close(ent, sb3_ent.expand_as(ent), atol=1e-5, rtol=0)
-    loss, terms, _, ratio = ours.minibatch_loss(batch, 0.2, 0.1)
+    advantages = ours.normalized_advantages(batch.advantages)
+    loss, terms, _, ratio = ours.minibatch_loss(batch, advantages, 0.2, 0.1)
     assert abs(loss.item() - sb3_total.item()) < 1e-5
     assert 0.05 < (ratio - 1).abs().gt(0.2).float().mean() < 0.95  # the clip is exercised
 

@@ -1,11 +1,12 @@
-"""ppo_lib.fastpath: the hand-written gradient of the categorical PPO loss equals autograd's
-on the reference (categorical_log_prob_entropy + ppo_loss_terms)."""
+"""ppo_lib.fastpath: the written-out gradient step equals the reference (autograd on
+categorical_log_prob_entropy / evaluate_actions + ppo_loss_terms, clipping, Adam): first the
+loss and its hand-written gradient at the heads, then whole training runs."""
 
 import pytest
 import torch
 
 from ppo_lib.distributions import categorical_log_prob_entropy
-from ppo_lib.fastpath import categorical_ppo_loss
+from ppo_lib.fastpath import _loss_and_gradients
 from ppo_lib.kl import approx_kl
 from ppo_lib.losses import ppo_loss_terms
 
@@ -27,34 +28,41 @@ def batch(n=64, actions=3, seed=0):
 
 def reference(logits, values, acts, old_log_probs, advantages, returns, clip_range, vf_coef,
               ent_coef, old_values, clip_range_vf):
+    """-> loss, (policy, value, entropy), log_ratio, ratio, dL/dlogits, dL/dvalues by autograd."""
+    logits, values = logits.clone().requires_grad_(True), values.clone().requires_grad_(True)
     log_probs, entropy = categorical_log_prob_entropy(logits, acts)
     log_ratio = log_probs - old_log_probs
     ratio = torch.exp(log_ratio)
     terms = ppo_loss_terms(ratio, advantages, values, returns, entropy, clip_range, vf_coef,
                            ent_coef, old_values, clip_range_vf)
-    return terms.total, terms, log_ratio, ratio
+    terms.total.backward()
+    return (terms.total.detach(), (terms.policy, terms.value, terms.entropy),
+            log_ratio.detach(), ratio.detach(), logits.grad, values.grad)
+
+
+def written_out(logits, values, acts, old_log_probs, advantages, returns, clip_range, vf_coef,
+                ent_coef, old_values, clip_range_vf):
+    """The same from the written-out step's loss and gradient at the heads."""
+    total, policy, value, entropy, log_ratio, ratio, grad_logits, grad_values = \
+        _loss_and_gradients(logits, values, acts, old_log_probs, advantages, returns,
+                            clip_range, vf_coef, ent_coef, old_values, clip_range_vf)
+    return total, (policy, value, entropy), log_ratio, ratio, grad_logits, grad_values
 
 
 @pytest.mark.parametrize("clip_range_vf", [None, 0.1])
 @pytest.mark.parametrize("ent_coef", [0.0, 0.05])
 @pytest.mark.parametrize("clip_range", [0.1, 0.2, 0.5])
-def test_fused_loss_terms_and_gradients_equal_the_reference(clip_range, ent_coef, clip_range_vf):
+def test_written_out_loss_and_gradients_equal_the_reference(clip_range, ent_coef,
+                                                            clip_range_vf):
     logits, values, acts, old_lp, adv, ret, old_v = batch()
-    results = []
-    for fn in (reference, categorical_ppo_loss):
-        z = logits.clone().requires_grad_(True)
-        v = values.clone().requires_grad_(True)
-        loss, terms, log_ratio, ratio = fn(z, v, acts, old_lp, adv, ret, clip_range,
-                                           0.7, ent_coef, old_v, clip_range_vf)
-        (2.0 * loss).backward()  # an upstream gradient other than 1
-        results.append((loss, terms, log_ratio, ratio, z.grad, v.grad))
-    (ref_loss, ref_terms, ref_lr, ref_r, ref_gz, ref_gv), (loss, terms, lr, r, gz, gv) = results
+    (ref_loss, ref_terms, ref_lr, ref_r, ref_gz, ref_gv), (loss, terms, lr, r, gz, gv) = (
+        fn(logits, values, acts, old_lp, adv, ret, clip_range, 0.7, ent_coef, old_v,
+           clip_range_vf) for fn in (reference, written_out))
     clipped = (ref_r - 1).abs() > clip_range
     assert 0.05 < clipped.float().mean() < 0.95, "both clipped and unclipped samples"
     torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-7)
-    for name in ("policy", "value", "entropy"):
-        torch.testing.assert_close(getattr(terms, name), getattr(ref_terms, name),
-                                   rtol=1e-6, atol=1e-7)
+    for term, ref_term in zip(terms, ref_terms):
+        torch.testing.assert_close(term, ref_term.detach(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(lr, ref_lr, rtol=0, atol=0)
     torch.testing.assert_close(r, ref_r, rtol=0, atol=0)
     torch.testing.assert_close(gz, ref_gz, rtol=1e-5, atol=1e-7)
@@ -63,7 +71,7 @@ def test_fused_loss_terms_and_gradients_equal_the_reference(clip_range, ent_coef
     assert not lr.requires_grad and approx_kl(lr) >= 0
 
 
-def test_fused_gradient_at_the_clip_boundaries():
+def test_written_out_gradient_at_the_clip_boundaries():
     """Ratios exactly at 1 - eps, 1 and 1 + eps: clamp passes the gradient there (the
     boundary is inside), and min() of two equal terms gives the full A r in total."""
     eps = 0.25  # 1 +- 0.25 are exact in float32
@@ -73,12 +81,8 @@ def test_fused_gradient_at_the_clip_boundaries():
     old_lp = torch.log_softmax(logits, -1)[:, 0] - torch.log(ratios)
     adv = torch.tensor([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
     values, ret = torch.zeros(6), torch.zeros(6)
-    grads = []
-    for fn in (reference, categorical_ppo_loss):
-        z = logits.clone().requires_grad_(True)
-        fn(z, values.clone().requires_grad_(True), acts, old_lp, adv, ret, eps, 0.5, 0.0,
-           None, None)[0].backward()
-        grads.append(z.grad)
+    grads = [fn(logits, values, acts, old_lp, adv, ret, eps, 0.5, 0.0, None, None)[4]
+             for fn in (reference, written_out)]
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-8)
 
 
@@ -88,24 +92,25 @@ import copy  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ppo_lib.fastpath import MlpGradientStep  # noqa: E402
+from ppo_lib.fastpath import fast_gradient_step  # noqa: E402
 from ppo_lib.ppo import PPO  # noqa: E402
 
 
 def _train(fast: bool, updates: int = 4, switch_at: int | None = None,
            env: str = "CartPole-v1", **kw):
-    """PPO on ``env``; fast=False is the reference path (autograd on ppo_loss_terms).
+    """PPO on ``env``; fast=False (model.fast_path) is the reference path (autograd on
+    ppo_loss_terms).
     With ``switch_at``, the path flips after that many updates."""
     args = dict(n_envs=2, n_steps=32, batch_size=16, n_epochs=3, seed=3)
     args.update(kw)
     model = PPO("MlpPolicy", env, **args)
-    model.fast_loss = fast
+    model.fast_path = fast
     per_update = args["n_steps"] * args["n_envs"]
     if switch_at is None:
         model.learn(updates * per_update)
     else:
         model.learn(switch_at * per_update)
-        model.fast_loss = not fast
+        model.fast_path = not fast
         model.learn((updates - switch_at) * per_update, reset_num_timesteps=False)
     return model
 
@@ -132,7 +137,7 @@ def _assert_same_training(a, b, rtol=1e-5, atol=1e-6):
 ])
 def test_written_out_step_trains_as_the_reference(kw):
     reference, fast = _train(False, **kw), _train(True, **kw)
-    assert fast._mlp_step is not None and reference._mlp_step is None
+    assert fast._gradient_step is not None and reference._gradient_step is None
     _assert_same_training(fast, reference)
     # Adam's state stays torch's: one step count per parameter, moments of its shape
     ref_state, fast_state = (m.optimizer.state_dict()["state"] for m in (reference, fast))
@@ -165,20 +170,20 @@ def test_written_out_step_after_optimizer_load_state_dict():
 def test_unsupported_policies_take_the_autograd_path():
     def step_for(**kw):
         model = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, **kw)
-        return MlpGradientStep.create(model.policy, model.optimizer)
+        return fast_gradient_step(model.policy, model.optimizer)
 
     assert step_for() is not None
     assert step_for(policy_kwargs=dict(activation_fn=nn.ELU)) is None
     hooked = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
     hooked.policy.mlp_extractor.policy_net[0].register_forward_hook(lambda *a: None)
-    assert MlpGradientStep.create(hooked.policy, hooked.optimizer) is None
+    assert fast_gradient_step(hooked.policy, hooked.optimizer) is None
     decayed = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
     decayed.optimizer.param_groups[0]["weight_decay"] = 1e-4
-    assert MlpGradientStep.create(decayed.policy, decayed.optimizer) is None
+    assert fast_gradient_step(decayed.policy, decayed.optimizer) is None
     custom = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0)
     custom.optimizer = torch.optim.SGD(custom.policy.parameters(), lr=1e-3)
     custom.learn(16)
-    assert custom._mlp_step is None
+    assert custom._gradient_step is None
 
 
 def test_deepcopy_trains_on_its_own_buffers():
@@ -213,18 +218,18 @@ def test_a_hook_added_mid_training_runs_in_the_update():
     """Hooks (say, recording activations for a plot) run on autograd's path; the written-out
     step must step aside once one is added, not silently skip it."""
     model = _train(True, updates=1)
-    assert model._mlp_step is not None
+    assert model._gradient_step is not None
     seen = []
     model.policy.mlp_extractor.value_net[1].register_forward_hook(
         lambda module, inputs, output: seen.append(output.shape[0]))
     model.learn(64, reset_num_timesteps=False)
     assert 16 in seen  # a minibatch (batch_size 16) went through the hooked layer
     fresh = _train(True, updates=1)
-    assert MlpGradientStep.create(fresh.policy, model.optimizer) is None  # not its optimizer
-    assert MlpGradientStep.create(fresh.policy, fresh.optimizer) is not None
+    assert fast_gradient_step(fresh.policy, model.optimizer) is None  # not its optimizer
+    assert fast_gradient_step(fresh.policy, fresh.optimizer) is not None
     handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
     try:  # a global hook (every module's call) too
-        assert MlpGradientStep.create(fresh.policy, fresh.optimizer) is None
+        assert fast_gradient_step(fresh.policy, fresh.optimizer) is None
     finally:
         handle.remove()
 
@@ -234,7 +239,7 @@ def test_divergence_on_the_written_out_path_stops_with_clear_error():
                 learning_rate=1e30)
     with pytest.raises(FloatingPointError, match="NaN or inf in parameters.*too high"):
         model.learn(2000)
-    assert model._mlp_step._is_bound()  # the error came from the written-out path
+    assert model._gradient_step.is_bound()  # the error came from the written-out path
 
 
 @pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
@@ -242,17 +247,17 @@ def test_training_does_not_depend_on_where_the_buffers_sit(monkeypatch, env):
     """Every parameter's slice of the flat buffers starts at a 64-byte boundary, wherever
     the memory comes from: buffers placed 4, 8, ..., 60 bytes off a boundary train bit for
     bit as the allocator's own (the matrix kernels round by their operands' addresses)."""
-    from ppo_lib import fastpath as fused
+    from ppo_lib import fastpath
 
     reference = _train(True, env=env, updates=3)
     for floats in (1, 2, 3, 4, 5, 8, 13, 15):
-        monkeypatch.setattr(fused, "_raw_buffer",
+        monkeypatch.setattr(fastpath, "_raw_buffer",
                             lambda numel, k=floats: torch.zeros(numel + k)[k:])
         model = _train(True, env=env, updates=3)
-        step = model._mlp_step
+        step = model._gradient_step
         assert step._flat.data_ptr() % 64 == 0, floats
         for buffer in (step._flat, step._grad, step._exp_avg, step._exp_avg_sq):
-            assert buffer.storage_offset() == fused.ALIGN  # k floats in, moved 16 - k on
+            assert buffer.storage_offset() == fastpath.ALIGN  # k floats in, moved 16 - k on
         for p in model.policy.parameters():
             assert p.data_ptr() % 64 == p.grad.data_ptr() % 64 == 0
             state = model.optimizer.state[p]
