@@ -1,43 +1,25 @@
-"""The update's fast path for MLP policies: the same numbers as the reference, less overhead
+"""The update's fast path for MLP policies: the same step as the reference, less overhead
 (tests/test_fastpath.py). The only module that uses torch's internals.
 
 The reference gradient step is what lesson 05 shows in ``PPO.train``: ``evaluate_actions``,
-``losses.ppo_loss_terms``, ``loss.backward()``, gradient clipping and Adam. On a CartPole
-minibatch each of its small tensor operations costs more in Python, dispatch and autograd
-bookkeeping than in arithmetic. ``fast_gradient_step(policy, optimizer)`` returns the same
-step written out (an ``MlpGradientStep``), or None where it does not apply: then the trainer
-takes the reference path (``PPO.fast_path = False`` asks for it always).
-
-The written-out step runs the MLP actor-critic forward keeping each layer's input and output,
-computes the loss with its gradient at the heads by hand,
-
-    log pi = log_softmax(z),  p = exp(log pi),  r = exp(log pi_a - log pi_old),  n = batch
-    L = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)) + c1 mean((R - V)^2) - c2 mean(H)
-
-    dL/dz = g (onehot(a) - p) + (c2 / n) p (log pi + H),   g = -(1 / n) A r [unclipped <= clipped]
-    dL/dV = (2 c1 / n) (V - R)      (times [|V - V_old| <= eps_vf] with value clipping)
-
-([unclipped <= clipped] is 1 where min() takes the unclipped term: the clipped term passes no
-gradient outside [1 - eps, 1 + eps]; a Gaussian policy differentiates its log-density the
-same way), then the backward pass of each layer y = act(x W^T + b) as three matrix
-expressions,
+``ppo_loss_terms``, ``loss.backward()``, gradient clipping, Adam. On a CartPole minibatch
+each small tensor operation costs more in Python, dispatch and autograd bookkeeping than in
+arithmetic. ``fast_gradient_step(policy, optimizer)`` returns the step written out (an
+``MlpGradientStep``), or None where it does not apply (then the reference path runs): the
+forward pass keeping each layer's input and output, the loss and its gradient at the heads
+(``ppo_lib.gradients``), and the backward pass of each layer y = act(x W^T + b),
 
     d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
 
-and clips the gradient to norm max_grad_norm and takes an Adam step, both on one flat
-buffer that holds every parameter (the parameters, their .grad and Adam's state are views
-into it, so state_dict, save and load see ordinary tensors).
-
-Every parameter's slice starts at a 64-byte boundary (``ALIGN`` floats), whatever address
-the allocator returns. The CPU matrix kernels round differently when an operand or output
-starts off such a boundary (a (B, 64) x (64, 1) value head at a 4-byte offset: another last
-bit of V(s) on an AMD EPYC), so views at odd offsets would train differently from the
-separate tensors of a fresh or reloaded model: a save / load / learn resume would not equal
-the run without the pause (tests/test_save_load.py, tests/test_fastpath.py).
+Clipping and Adam then run on one flat buffer holding every parameter: the parameters, their
+.grad and Adam's state are views into it, so state_dict, save and load see ordinary tensors.
+Each parameter's slice starts at a 64-byte boundary (``ALIGN``): the CPU matrix kernels round
+differently for operands off such a boundary (a (B, 64) x (64, 1) value head at a 4-byte
+offset: another last bit of V(s)), and a save / load / learn resume must equal the run
+without the pause (tests/test_save_load.py).
 
 Also here: ``LeanAdam`` (torch's Adam calling its fused kernel directly), ``clip_grad_norm``
-(torch's in four tensor calls) and ``run_mlp`` (an ``mlp()`` applied without
-``nn.Module.__call__``), which the reference path uses too.
+and ``run_mlp`` (an ``mlp()`` applied without ``nn.Module.__call__``).
 """
 
 from __future__ import annotations
@@ -47,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
-from .distributions import LOG_SQRT_2PI, gaussian_entropy
+from .gradients import categorical_loss_and_gradients, gaussian_loss_and_gradients
 from .losses import PPOLossTerms
 
 
@@ -137,10 +119,6 @@ class LeanAdam(torch.optim.Adam):
                            weight_decay=group["weight_decay"], eps=group["eps"],
                            amsgrad=False, maximize=False)
 
-    def forget_state_lists(self) -> None:
-        """Drop the cached lists of the state's tensors (something replaced them)."""
-        self._lists = None
-
     def _state_lists(self):
         if len(self.param_groups) != 1 or self.param_groups[0]["weight_decay"] != 0:
             return None
@@ -166,90 +144,6 @@ def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
-
-
-# --- the loss and its gradient at the heads -----------------------------------------------
-def _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
-                       old_values, clip_range_vf):
-    """The clipped surrogate and the value loss, and their gradients with respect to
-    log pi(a|s) and V -> policy, value, ratio, dL/dlog_pi (B,), dL/dV (B,)."""
-    n = values.shape[0]
-    ratio = log_ratio.exp()
-    unclipped = ratio * advantages
-    clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
-    takes_unclipped = unclipped <= clipped
-    policy = -torch.where(takes_unclipped, unclipped, clipped).mean()
-    predicted, vf_passes = values, None
-    if clip_range_vf is not None:
-        change = values - old_values
-        predicted = old_values + change.clamp(-clip_range_vf, clip_range_vf)
-        vf_passes = change.abs() <= clip_range_vf
-    error = predicted - returns
-    value = error.square().mean()
-    g = torch.where(takes_unclipped, (-1.0 / n) * advantages * ratio, 0.0)
-    grad_values = (2.0 * vf_coef / n) * error
-    if vf_passes is not None:
-        grad_values = grad_values * vf_passes
-    return policy, value, ratio, g, grad_values
-
-
-def _loss_and_gradients(logits, values, actions, old_log_probs, advantages, returns,
-                        clip_range, vf_coef, ent_coef, old_values, clip_range_vf):
-    """Categorical: -> total, policy, value, mean_entropy, log_ratio, ratio, dL/dlogits,
-    dL/dvalues."""
-    n = values.shape[0]
-    log_pi = torch.log_softmax(logits, dim=-1)
-    p = log_pi.exp()
-    entropy = -(p * log_pi).sum(-1)
-    index = actions.unsqueeze(-1)
-    log_ratio = log_pi.gather(-1, index).squeeze(-1) - old_log_probs
-    policy, value, ratio, g, grad_values = _clipped_and_value(
-        log_ratio, advantages, values, returns, clip_range, vf_coef, old_values, clip_range_vf)
-    mean_entropy = entropy.mean()
-    total = policy + vf_coef * value
-    if ent_coef != 0:
-        total = total - ent_coef * mean_entropy
-
-    g = g.unsqueeze(-1)
-    if ent_coef != 0:
-        grad_logits = torch.addcmul(ent_coef / n * p * (log_pi + entropy.unsqueeze(-1)),
-                                    g, -p)
-    else:  # the same numbers: the entropy term is exactly 0
-        grad_logits = (g * p).neg_()
-    grad_logits.scatter_add_(-1, index, g)
-    return total, policy, value, mean_entropy, log_ratio, ratio, grad_logits, grad_values
-
-
-def _gaussian_loss_and_gradients(mean, log_std, values, actions, old_log_probs, advantages,
-                                 returns, clip_range, vf_coef, ent_coef, old_values,
-                                 clip_range_vf):
-    """Diagonal Gaussian, sigma = exp(log_std) a parameter: -> total, policy, value,
-    mean_entropy, log_ratio, ratio, dL/dmean, dL/dlog_std, dL/dvalues.
-
-    With z = (a - mu) / sigma:  d log pi / d mu = z / sigma,  d log pi / d log sigma = z^2 - 1,
-    and the entropy sum_j (1/2 + log sqrt(2 pi) + log sigma_j) has d H / d log sigma = 1.
-    """
-    n = values.shape[0]
-    log_stds = log_std.expand_as(mean)
-    inv_std = torch.exp(-log_stds)
-    z = (actions - mean) * inv_std          # distributions.gaussian_log_prob, keeping z
-    log_prob = (-0.5 * z * z - log_stds - LOG_SQRT_2PI).sum(-1)
-    log_ratio = log_prob - old_log_probs
-    policy, value, ratio, g, grad_values = _clipped_and_value(
-        log_ratio, advantages, values, returns, clip_range, vf_coef, old_values, clip_range_vf)
-    mean_entropy = gaussian_entropy(log_std).expand(n).mean()  # as evaluate_actions
-    total = policy + vf_coef * value
-    if ent_coef != 0:
-        total = total - ent_coef * mean_entropy
-
-    g = g.unsqueeze(-1)
-    grad_mean = g * z * inv_std
-    grad_log_std = (g * (z * z - 1)).sum(0)
-    if ent_coef != 0:
-        grad_log_std = grad_log_std - ent_coef
-    return (total, policy, value, mean_entropy, log_ratio, ratio, grad_mean, grad_log_std,
-            grad_values)
-
 
 
 # --- the whole gradient step ------------------------------------------------------------
@@ -422,7 +316,7 @@ class MlpGradientStep:
                        for p in params]
         self._ptrs = [p.data_ptr() for p in params]
         if isinstance(self.optimizer, LeanAdam):
-            self.optimizer.forget_state_lists()  # its cached state lists are stale now
+            self.optimizer._lists = None  # its cached state lists are stale now
         return True
 
     def hooked(self) -> bool:
@@ -456,11 +350,12 @@ class MlpGradientStep:
             values = _forward(self.vf, trunk, saved_vf).squeeze(-1)
             if self.gaussian:
                 (total, policy, value, entropy, log_ratio, ratio, grad_head, grad_log_std,
-                 grad_values) = _gaussian_loss_and_gradients(
+                 grad_values) = gaussian_loss_and_gradients(
                     head, self.policy.log_std, values, batch.actions, *args)
             else:
                 total, policy, value, entropy, log_ratio, ratio, grad_head, grad_values = \
-                    _loss_and_gradients(head, values, batch.actions.long().reshape(-1), *args)
+                    categorical_loss_and_gradients(head, values, batch.actions.long().reshape(-1),
+                                                   *args)
                 grad_log_std = None
         self._saved = (saved_shared, saved_pi, saved_vf, grad_head, grad_log_std, grad_values)
         return total, PPOLossTerms(total, policy, value, entropy), log_ratio, ratio

@@ -118,8 +118,22 @@ def model_data(model) -> dict:
 
 def load_model(cls, path: str | os.PathLike, env: Any = None,
                custom_objects: dict[str, Any] | None = None, overrides: dict | None = None):
-    """The model of class ``cls`` (PPO) saved at ``path``; see ``PPO.load``. Every name the
-    file holds is resolved first: a refused file builds nothing."""
+    """The model of class ``cls`` (PPO) that ``save_model`` wrote to ``path``.
+
+    The file is data: nothing it names is imported or called. Its class names (the policy,
+    classes in ``policy_kwargs`` such as ``activation_fn``) resolve only to ppo_lib's
+    policies, torch.nn's activations and ``custom_objects``; any other name is a ValueError
+    raised before anything is built.
+
+    ``env``: the env to continue training in (its spaces must be the model's); by default
+    the saved env id is rebuilt (n_envs copies) and its saved state restored, so
+    ``learn(..., reset_num_timesteps=False)`` continues exactly. ``custom_objects``: as
+    SB3's, ``{name: object}`` for the names the file holds, by their saved "module:Class"
+    or bare class name, e.g. ``{"MyPolicy": MyPolicy}`` for a model of your own policy
+    class; a key that is a PPO argument (``learning_rate``) replaces it. ``overrides``:
+    hyperparameters to replace, e.g. ``learning_rate=`` for a schedule that could not be
+    saved. ``cls(policy, env, observation_space=, action_space=, ...)`` builds the model.
+    """
     data = read(path)
     custom_objects = _check_custom_objects(custom_objects)
     policy = data["policy"]

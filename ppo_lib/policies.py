@@ -265,3 +265,16 @@ def observation_batch(obs: Any, space: spaces.Space) -> tuple[np.ndarray, bool]:
         return arr, False
     raise ValueError(f"predict: obs has shape {arr.shape}, but the model's observation space "
                      f"is {space}: pass {expected}")
+
+
+def resolve_policy(policy) -> type[nn.Module] | None:
+    """None for "MlpPolicy" (chosen by the action space), else the class."""
+    if policy == "MlpPolicy":
+        return None
+    if policy == "CnnPolicy":
+        from .atari import NatureCNNActorCritic  # atari imports this module
+        return NatureCNNActorCritic
+    if isinstance(policy, type) and issubclass(policy, nn.Module):
+        return policy
+    raise ValueError(f"policy must be 'MlpPolicy', 'CnnPolicy' or an actor-critic nn.Module "
+                     f"class (e.g. ppo_lib.policies.CategoricalActorCritic), got {policy!r}")

@@ -28,13 +28,14 @@ from torch import nn
 
 from .callbacks import BaseCallback, as_callback
 from .diagnostics import explained_variance
-from .envs import Normalizer, VecEnv, check_spaces, make_vec_env
+from .envs import VecEnv, check_spaces, make_vec_env
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
 from .kl import approx_kl
 from .logger import Logger
 from .losses import ppo_loss_terms
+from .normalization import Normalizer
 from .persistence import load_model, save_model
-from .policies import clip_actions, observation_batch, policy_class_for
+from .policies import clip_actions, observation_batch, policy_class_for, resolve_policy
 from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
                       compute_advantages, minibatches, obs_tensor)
@@ -90,7 +91,7 @@ class PPO:
                          clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
                          target_kl)
         self.policy_name = policy if isinstance(policy, str) else None
-        policy_cls = _resolve_policy(policy)
+        policy_cls = resolve_policy(policy)
         self.n_steps, self.batch_size, self.n_epochs = n_steps, batch_size, n_epochs
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
         self.normalize_advantage = normalize_advantage
@@ -378,22 +379,10 @@ class PPO:
     @classmethod
     def load(cls, path: str | os.PathLike, env: Any = None,
              custom_objects: dict[str, Any] | None = None, **overrides) -> "PPO":
-        """Load a model written by ``save``.
-
-        The file is data: nothing it names is imported or called. Its class names (the
-        policy, classes in ``policy_kwargs`` such as ``activation_fn``) resolve only to
-        ppo_lib's policies, torch.nn's activations and ``custom_objects``; any other name is
-        a ValueError raised before anything is built.
-
-        ``env``: the env to continue training in (its spaces must be the model's); by
-        default the saved env id is rebuilt (n_envs copies) and its saved state restored,
-        so ``learn(..., reset_num_timesteps=False)`` continues exactly.
-        ``custom_objects``: as SB3's, ``{name: object}`` for the names the file holds, by
-        their saved "module:Class" or bare class name, e.g. ``{"MyPolicy": MyPolicy}`` for
-        a model of your own policy class; a key that is a PPO argument (``learning_rate``)
-        replaces it. ``overrides``: hyperparameters to replace, e.g. ``learning_rate=``
-        for a schedule that could not be saved.
-        """
+        """Load a model written by ``save`` (``ppo_lib.persistence.load_model``): the file is
+        data, nothing it names is imported or called. ``env``: the env to go on training in
+        (default: the saved env id, rebuilt with its saved state); ``custom_objects``: as
+        SB3's, {name: object} for the names the file holds; ``overrides``: hyperparameters."""
         return load_model(cls, path, env, custom_objects, overrides)
 
 
@@ -423,16 +412,3 @@ def _check_arguments(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_rang
         check_in_range(name, value, 0.0, float("inf"))
     if target_kl is not None:
         check_in_range("target_kl", target_kl, 0.0, float("inf"), low_open=True)
-
-
-def _resolve_policy(policy) -> type[nn.Module] | None:
-    """None for "MlpPolicy" (chosen by the action space), else the class."""
-    if policy == "MlpPolicy":
-        return None
-    if policy == "CnnPolicy":
-        from .atari import NatureCNNActorCritic
-        return NatureCNNActorCritic
-    if isinstance(policy, type) and issubclass(policy, nn.Module):
-        return policy
-    raise ValueError(f"policy must be 'MlpPolicy', 'CnnPolicy' or an actor-critic nn.Module "
-                     f"class (e.g. ppo_lib.policies.CategoricalActorCritic), got {policy!r}")

@@ -12,18 +12,18 @@ real end, so its reward first gets ``gamma * V(final_obs)`` added (SB3's timeout
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
-
-import warnings
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from .envs import Normalizer, VecEnv
+from .envs import VecEnv
+from .normalization import Normalizer
 from .policies import clip_actions
 from .returns import gae
 

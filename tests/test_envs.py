@@ -2,7 +2,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from ppo_lib.envs import Normalizer, RunningMeanStd, VecEnv, check_spaces, make_vec_env
+from ppo_lib.envs import VecEnv, check_spaces, make_vec_env
+from ppo_lib.normalization import Normalizer, RunningMeanStd
 
 
 class CountEnv(gym.Env):

@@ -1,12 +1,12 @@
-"""ppo_lib.fastpath: the written-out gradient step equals the reference (autograd on
-categorical_log_prob_entropy / evaluate_actions + ppo_loss_terms, clipping, Adam): first the
-loss and its hand-written gradient at the heads, then whole training runs."""
+"""ppo_lib.fastpath and ppo_lib.gradients: the written-out gradient step equals the reference
+(autograd on categorical_log_prob_entropy / evaluate_actions + ppo_loss_terms, clipping,
+Adam): first the loss and its hand-written gradient at the heads, then whole training runs."""
 
 import pytest
 import torch
 
 from ppo_lib.distributions import categorical_log_prob_entropy
-from ppo_lib.fastpath import _loss_and_gradients
+from ppo_lib.gradients import categorical_loss_and_gradients
 from ppo_lib.kl import approx_kl
 from ppo_lib.losses import ppo_loss_terms
 
@@ -44,8 +44,9 @@ def written_out(logits, values, acts, old_log_probs, advantages, returns, clip_r
                 ent_coef, old_values, clip_range_vf):
     """The same from the written-out step's loss and gradient at the heads."""
     total, policy, value, entropy, log_ratio, ratio, grad_logits, grad_values = \
-        _loss_and_gradients(logits, values, acts, old_log_probs, advantages, returns,
-                            clip_range, vf_coef, ent_coef, old_values, clip_range_vf)
+        categorical_loss_and_gradients(logits, values, acts, old_log_probs, advantages,
+                                       returns, clip_range, vf_coef, ent_coef, old_values,
+                                       clip_range_vf)
     return total, (policy, value, entropy), log_ratio, ratio, grad_logits, grad_values
 
 
