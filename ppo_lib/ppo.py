@@ -36,6 +36,7 @@ from .losses import ppo_loss_terms
 from .normalization import Normalizer
 from .persistence import load_model, save_model
 from .policies import clip_actions, observation_batch, policy_class_for, resolve_policy
+from .presets import check_hyperparameters
 from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
                       compute_advantages, minibatches, obs_tensor)
@@ -87,9 +88,9 @@ class PPO:
                  loss_fn: Callable | None = None,
                  observation_space: spaces.Space | None = None,
                  action_space: spaces.Space | None = None):
-        _check_arguments(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
-                         clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
-                         target_kl)
+        check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
+                              clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
+                              target_kl)
         self.policy_name = policy if isinstance(policy, str) else None
         policy_cls = resolve_policy(policy)
         self.n_steps, self.batch_size, self.n_epochs = n_steps, batch_size, n_epochs
@@ -391,24 +392,3 @@ def set_random_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _check_arguments(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
-                     clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
-                     target_kl) -> None:
-    check_positive_int("n_steps", n_steps)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("n_epochs", n_epochs)
-    check_in_range("gamma", gamma, 0.0, 1.0)
-    check_in_range("gae_lambda", gae_lambda, 0.0, 1.0)
-    if not callable(clip_range):
-        check_in_range("clip_range", clip_range, 0.0, 1.0, low_open=True, high_open=True)
-    if clip_range_vf is not None and not callable(clip_range_vf):
-        check_in_range("clip_range_vf", clip_range_vf, 0.0, float("inf"), low_open=True)
-    if not callable(learning_rate):
-        check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
-    for name, value in (("ent_coef", ent_coef), ("vf_coef", vf_coef),
-                        ("max_grad_norm", max_grad_norm)):
-        check_in_range(name, value, 0.0, float("inf"))
-    if target_kl is not None:
-        check_in_range("target_kl", target_kl, 0.0, float("inf"), low_open=True)
