@@ -1,8 +1,8 @@
 """Actor-critic networks (lessons 05 and 06).
 
-A policy here is an ``nn.Module`` with four methods, the interface the trainer relies on:
+A policy here is an ``nn.Module`` with these methods (the trainer relies on the last four):
 
-    heads(obs)                        -> distribution parameters, values (logits or mean)
+    heads(obs)                        -> logits or mean, values       (the two linear heads)
     forward(obs, deterministic=False) -> actions, values, log_probs     (collecting data)
     evaluate_actions(obs, actions)    -> values, log_probs, entropy     (the PPO update)
     predict_values(obs)               -> values                         (bootstrapping)
@@ -14,6 +14,12 @@ policy and (B, action_dim) for a Gaussian one.
 The module names are SB3's MlpPolicy names, so its weights copy across one to one:
 ``mlp_extractor.policy_net``, ``mlp_extractor.value_net``, ``action_net``, ``value_net``,
 ``log_std`` (plus ``mlp_extractor.shared_net`` for a shared trunk, which SB3 2.x dropped).
+
+    ActorCritic                 heads(obs) from a body's latents(obs)
+      CategoricalPolicy         the categorical distribution (MLP here, Nature CNN in atari)
+      MlpActorCritic            the MLP body: mlp_extractor, value_net, orthogonal init
+        CategoricalActorCritic  (CategoricalPolicy + MlpActorCritic)
+        GaussianActorCritic     the diagonal Gaussian with a learned log_std
 """
 
 from __future__ import annotations
