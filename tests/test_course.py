@@ -8,6 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ppo_lib import course
+from ppo_lib.course import lessons as lessons_module
 import ppo_lib.returns
 
 SOLUTION_CELL = '''def f(x, y):
@@ -117,8 +118,8 @@ def test_build_keeps_the_solutions_cell_ids_and_is_deterministic():
 def test_build_and_check_on_folders(tmp_path, monkeypatch, capsys):
     solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
     solutions.mkdir()
-    monkeypatch.setattr(course, "SOLUTIONS_DIR", solutions)
-    monkeypatch.setattr(course, "LESSONS_DIR", lessons)
+    monkeypatch.setattr(lessons_module, "SOLUTIONS_DIR", solutions)
+    monkeypatch.setattr(lessons_module, "LESSONS_DIR", lessons)
     (solutions / "42_test.ipynb").write_text(json.dumps(solution_notebook()))
     assert course.main(["build", "--check"]) == 1
     assert "out of date: " in capsys.readouterr().out
@@ -143,8 +144,8 @@ def test_solutions_store_no_widget_state(tmp_path, monkeypatch, capsys):
     else changes: outputs, widget views in outputs, the rest of the metadata stay)."""
     solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
     solutions.mkdir()
-    monkeypatch.setattr(course, "SOLUTIONS_DIR", solutions)
-    monkeypatch.setattr(course, "LESSONS_DIR", lessons)
+    monkeypatch.setattr(lessons_module, "SOLUTIONS_DIR", solutions)
+    monkeypatch.setattr(lessons_module, "LESSONS_DIR", lessons)
     nb = course.solution_metadata(solution_notebook(), "42_test")
     view = {"application/vnd.jupyter.widget-view+json":
             {"model_id": "abc", "version_major": 2, "version_minor": 0}}
@@ -181,17 +182,48 @@ def test_real_lessons_are_up_to_date_for_lesson_00():
     assert course.stale_lessons(["00_welcome.ipynb"]) == []
 
 
-def test_show_source_names_file_and_line(capsys):
+def test_show_source_names_the_module_and_file_without_a_line_number(capsys):
+    """Line numbers drift when code moves, and the header is stored in notebook outputs."""
     course.show_source(ppo_lib.returns.gae)
     out = capsys.readouterr().out
     first = out.splitlines()[0]
-    assert first.startswith("# ppo_lib.returns.gae  (ppo_lib/returns.py, line ")
+    assert first == "# ppo_lib.returns.gae  (ppo_lib/returns.py)"
     assert "def gae(" in out and "return advantages" in out
 
 
 def test_show_source_rejects_builtins():
     with pytest.raises(TypeError, match="show_source"):
         course.show_source(len)
+
+
+class _Hidden:
+    def _step(self):
+        return 1
+
+    def step(self):
+        return self._step()
+
+
+def _private_function():
+    return 2
+
+
+class Shown:
+    def __call__(self):
+        return 3
+
+
+@pytest.mark.parametrize("obj", [_Hidden._step, _private_function, _Hidden.step],
+                         ids=["private method", "private function", "method of a private class"])
+def test_show_source_refuses_private_code(obj):
+    with pytest.raises(ValueError, match="lessons show public code only"):
+        course.show_source(obj)
+
+
+def test_show_source_shows_dunder_methods(capsys):
+    course.show_source(Shown.__call__)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("# ") and first.split()[1].endswith("Shown.__call__")
 
 
 @pytest.mark.notebooks

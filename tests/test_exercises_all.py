@@ -8,7 +8,7 @@ import torch
 
 from ppo_lib.course import grading
 
-grading._load_exercises()
+grading.load_exercises()
 ALL = sorted(grading.EXERCISES)
 FUNCTIONS = [i for i in ALL if grading.EXERCISES[i].kind == "function"]
 MISTAKES = [(i, m) for i in ALL for m in grading.EXERCISES[i].mistakes()]

@@ -186,7 +186,7 @@ def test_commented_check_is_not_an_exercise(tmp_path):
 
 FORGERIES = '''import json, os
 from ppo_lib.course import grading
-grading._load_exercises()
+grading.load_exercises()
 # 1. lines in the results file the grader used to read (and in any file named like it)
 for path in (os.environ.get(grading.RESULTS_ENV), {forged_file!r}):
     if path:
@@ -194,11 +194,13 @@ for path in (os.environ.get(grading.RESULTS_ENV), {forged_file!r}):
             f.write(json.dumps({{"id": "approx_kl", "passed": True, "status": "passed",
                                 "message": "passed", "hint": ""}}) + "\\n")
 # 2. a forged report
-grading._report(grading.Verdict("approx_kl", True, "passed"))
+grading.report(grading.Verdict("approx_kl", True, "passed"))
 # 3. the grading module patched to pass anything, 4. a printed verdict
 grading.check = lambda exercise_id, fn: grading.CheckResult(
     grading.Verdict(exercise_id, True, "passed"))
 grading.compare = lambda *args, **kwargs: None
+from ppo_lib.course import running
+running.compare = lambda *args, **kwargs: None
 grading.EXERCISES["approx_kl"].cases = lambda: ()
 print("✓ approx_kl: passed")'''
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from ppo_lib.course import grading
+from ppo_lib.course import grading, running, time_limit
 from ppo_lib.course.grading import Case, Exercise, Mistake, check, compare, summary, use
 
 T = torch.tensor
@@ -458,11 +458,11 @@ def test_call_with_time_limit_leaves_nothing_behind():
         grading.call_with_time_limit(_swallows, (None,), {}, 0.2)
     assert grading.call_with_time_limit(double, (3,), {}, 1.0) == 6
     assert sys.unraisablehook is hook and sys.gettrace() is trace
-    assert _check_threads() == [] and grading._limit_stack() == []
+    assert _check_threads() == [] and time_limit.active_limits() == []
 
 
 def test_answer_that_hangs_while_being_compared(toy, capsys, monkeypatch):
-    monkeypatch.setattr(grading, "JUDGE_SECONDS", 0.5)
+    monkeypatch.setattr(running, "JUDGE_SECONDS", 0.5)
 
     class Endless:
         def __repr__(self):

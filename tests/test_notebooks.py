@@ -9,6 +9,7 @@ The notebooks themselves run under nbval in two more pytest invocations (see the
     pytest --nbval-lax lessons --nbval-current-env
 """
 
+import ast
 import json
 import re
 
@@ -16,6 +17,7 @@ import pytest
 
 from ppo_lib import course
 from ppo_lib.course import grading
+from ppo_lib.course.source import private_part
 
 SOLUTIONS = course.solution_paths()
 IDS = [p.stem for p in SOLUTIONS]
@@ -89,9 +91,37 @@ def test_notebook_conventions(solution):
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=IDS)
 def test_graded_ids_are_registered(solution):
-    grading._load_exercises()
+    grading.load_exercises()
     for cell in read(solution)["cells"]:
         if cell["cell_type"] == "code":
             for exercise_id in course.graded_ids(source(cell)):
                 assert exercise_id in grading.EXERCISES, \
                     f"check({exercise_id!r}, ...) grades an id no module registers"
+
+
+def shown_names(code):
+    """The argument text of each ``show_source(...)`` call in a code cell (IPython lines
+    such as ``%matplotlib inline`` skipped; comments and strings do not count)."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in code.splitlines())
+    calls = [node for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)
+             and (getattr(node.func, "id", None) == "show_source"
+                  or getattr(node.func, "attr", None) == "show_source")]
+    return [ast.unparse(arg) for call in calls for arg in call.args]
+
+
+def test_shown_names_reads_the_calls():
+    assert shown_names("from ppo_lib.course import show_source\n%time x = 1\n"
+                       "show_source(ppo_lib.ppo.PPO._update)  # show_source(_x)\n"
+                       "s = 'show_source(_y)'\ncourse.show_source(gae)") == \
+        ["ppo_lib.ppo.PPO._update", "gae"]
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=IDS)
+def test_lessons_show_public_code_only(solution):
+    """show_source refuses private code (ValueError); a lesson must not try to show it."""
+    shown = [name for cell in read(solution)["cells"] if cell["cell_type"] == "code"
+             for name in shown_names(source(cell))]
+    private = [name for name in shown if private_part(name)]
+    assert not private, (f"{solution.name} shows private code: {private} (lessons show "
+                         "public code only: give it a public name)")

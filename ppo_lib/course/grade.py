@@ -16,7 +16,7 @@ of its registered exercises or of the reference functions in ``sys.modules`` is 
 checks, for every exercise of the notebook, the answer the notebook defines under the name
 its check cell passes (else the exercise id), and hands the verdicts back as a
 ``user_expression`` of that execute request: in the *shell* reply, not in any printed
-output, tagged with the nonce. A line a cell printed, a call to ``grading._report``, a
+output, tagged with the nonce. A line a cell printed, a call to ``grading.report``, a
 patched ``check`` or a line appended to ``PPO_GRADE_RESULTS`` does not count. An answer
 that is ppo_lib's own function (``gae = ppo_lib.returns.gae``) fails: the answer must be
 defined in the notebook.
@@ -60,8 +60,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import course
-from . import check_calls, graded_ids
+from . import lessons
+from .lessons import check_calls, graded_ids
 from .grading import NBGRADER_ENV, NOT_DONE, RESULTS_ENV
 
 DEFAULT_TIMEOUT = 600.0
@@ -121,7 +121,7 @@ def notebook_answers(nb: dict) -> dict[str, str]:
 def expected_answers(nb: dict, path: Path) -> dict[str, str]:
     """The notebook's exercises, plus those of the course solution it is a lesson of."""
     answers = notebook_answers(nb)
-    solution = course.SOLUTIONS_DIR / path.name
+    solution = lessons.SOLUTIONS_DIR / path.name
     try:
         if solution.is_file() and solution.resolve() != path.resolve():
             reference = json.loads(solution.read_text(encoding="utf-8"))
@@ -151,10 +151,9 @@ def _ppo_grade_NONCE(answers, nonce, package_dir):
     sys.modules[name] = package
     spec.loader.exec_module(package)
     grading = importlib.import_module(name + ".course.grading")
-    grading._report = lambda verdict: None   # verdicts go back in the reply, not printed
     os.environ.pop(grading.NBGRADER_ENV, None)
     os.environ.pop(grading.RESULTS_ENV, None)
-    grading._load_exercises()
+    grading.load_exercises()
     root = os.path.realpath(package_dir) + os.sep
 
     def library_function(answer):
@@ -187,7 +186,7 @@ def _ppo_grade_NONCE(answers, nonce, package_dir):
                              f"the notebook", "write the function in its exercise cell"])
             continue
         try:
-            verdict = grading.check(exercise_id, answer).verdict
+            verdict = grading.check(exercise_id, answer, show=False).verdict
             verdicts.append([exercise_id, bool(verdict.passed), verdict.status,
                              str(verdict.message), str(verdict.hint)])
         except BaseException as exc:  # noqa: BLE001  (the answer may raise anything)
