@@ -1,5 +1,6 @@
-"""Lesson 01's exercises: each reference passes, every registered mistake is rejected, and
-the hints name the mistake."""
+"""Lesson 01's exercises: right answers written other ways pass, and the hints name the
+mistake (tests/test_exercises_all.py proves for every exercise that the reference passes and
+every registered mistake is rejected with its own hint)."""
 
 import pytest
 import torch
@@ -10,18 +11,8 @@ from ppo_lib.course.exercises import lesson01  # noqa: F401  (registers the exer
 IDS = ["policy_gradient_loss", "baseline_advantages"]
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_reference_passes(exercise_id):
-    exercise = grading.EXERCISES[exercise_id]
-    assert exercise.lesson == "01"
-    assert grading.check(exercise_id, exercise.reference)
-
-
-@pytest.mark.parametrize("exercise_id, mistake", [
-    (eid, m) for eid in IDS for m in grading.EXERCISES[eid].mistakes()],
-    ids=lambda x: x if isinstance(x, str) else x.description)
-def test_mistake_rejected(exercise_id, mistake):
-    assert not grading.check(exercise_id, mistake.answer)
+def test_the_exercises_belong_to_lesson_01():
+    assert {grading.EXERCISES[i].lesson for i in IDS} == {"01"}
 
 
 def mistake(exercise_id, description):

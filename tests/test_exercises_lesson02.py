@@ -1,4 +1,6 @@
-"""Lesson 02's exercises: natural_gradient_step (here) and the core ids it grades."""
+"""Lesson 02's exercises: natural_gradient_step (here) and the core ids it grades
+(tests/test_exercises_all.py proves for every exercise that the reference passes and
+every registered mistake is rejected with its own hint)."""
 
 import pytest
 import torch
@@ -11,14 +13,8 @@ from ppo_lib.trpo import conjugate_gradient
 EXERCISE = grading.EXERCISES["natural_gradient_step"]
 
 
-def test_reference_passes():
+def test_the_exercise_belongs_to_lesson_02():
     assert EXERCISE.lesson == "02"
-    assert grading.check("natural_gradient_step", EXERCISE.reference)
-
-
-@pytest.mark.parametrize("mistake", EXERCISE.mistakes(), ids=lambda m: m.description)
-def test_mistake_rejected(mistake):
-    assert not grading.check("natural_gradient_step", mistake.answer)
 
 
 def test_reference_meets_the_quadratic_kl_with_equality():
@@ -41,7 +37,7 @@ def test_a_step_via_an_explicit_inverse_passes():
 
 
 def test_lesson_02_grades_three_exercises():
-    grading._load_exercises()
+    grading.load_exercises()
     ids = {e.id for e in grading.EXERCISES.values() if e.lesson == "02"}
     assert {"kl_categorical", "conjugate_gradient", "natural_gradient_step"} <= ids
 
@@ -52,12 +48,6 @@ def test_hints_name_the_mistake(capsys, description, words):
     wrong = next(m.answer for m in EXERCISE.mistakes() if m.description == description)
     assert not grading.check("natural_gradient_step", wrong)
     assert words in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("mistake", EXERCISE.mistakes(), ids=lambda m: m.description)
-def test_mistake_gets_its_own_hint(mistake):
-    v = grading.check("natural_gradient_step", mistake.answer).verdict
-    assert not v.passed and mistake.hint.lower() in (v.message + " " + v.hint).lower(), v.text()
 
 
 def test_more_right_answers_pass():

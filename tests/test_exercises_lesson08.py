@@ -1,6 +1,6 @@
-"""Lesson 08's exercises: the references and other right answers pass, every registered
-mistake is rejected with its own hint, and to_sb3_kwargs is graded on the SB3 model the
-answer gives (not on the dict as written)."""
+"""Lesson 08's exercises: other right answers pass, and to_sb3_kwargs is graded on the SB3
+model the answer gives, not on the dict as written (tests/test_exercises_all.py proves for every exercise that the reference passes and
+every registered mistake is rejected with its own hint)."""
 
 import copy
 import inspect
@@ -11,27 +11,14 @@ from stable_baselines3 import PPO as SB3PPO
 from torch import nn
 
 from ppo_lib.course import grading
-from ppo_lib.course.exercises import lesson08
+from ppo_lib.course.exercises import lesson08, sb3_config  # noqa: F401  (lesson08 registers them)
 from ppo_lib.lab.sb3 import FIXES, read_sb3_log, to_sb3_kwargs
 
 IDS = ["to_sb3_kwargs", "read_sb3_log"]
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_reference_passes(exercise_id):
-    exercise = grading.EXERCISES[exercise_id]
-    assert exercise.lesson == "08"
-    assert grading.check(exercise_id, exercise.reference)
-
-
-@pytest.mark.parametrize("exercise_id,mistake", [
-    (ex_id, m) for ex_id in IDS for m in grading.EXERCISES[ex_id].mistakes()],
-    ids=lambda v: getattr(v, "description", v))
-def test_mistake_rejected_with_its_hint(exercise_id, mistake):
-    result = grading.check(exercise_id, mistake.answer)
-    assert not result
-    shown = (result.verdict.message + " " + result.verdict.hint).lower()
-    assert mistake.hint.lower() in shown, shown
+def test_the_exercises_belong_to_lesson_08():
+    assert {grading.EXERCISES[i].lesson for i in IDS} == {"08"}
 
 
 def test_references_are_the_library_functions():
@@ -135,7 +122,7 @@ def test_right_to_sb3_kwargs_pass(answer, capsys):
 
 
 def test_sb3_effect_means_what_sb3_builds():
-    effect = lesson08.sb3_effect
+    effect = sb3_config.sb3_effect
     assert effect({}) == effect({"target_kl": None, "clip_range": 0.2, "policy_kwargs": None})
     assert effect({"policy_kwargs": {"net_arch": [64, 64]}}) == effect({})
     assert effect({"policy_kwargs": {"activation_fn": nn.ReLU}}) != effect({})

@@ -5,7 +5,7 @@
 ``ppo_lib.vpg.train_vpg(loss_fn=..., advantage_fn=...)``, which passes log-probabilities
 from the policy (non-leaf tensors that require grad) and flat (B,) batches. The cases use
 those, a batch of one and (T, N) tensors; each classic mistake is listed once (``Known``,
-see ``core.py``) and named in the message when a learner's output reproduces it.
+see ``cases.py``) and named in the message when a learner's output reproduces it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import Tensor
 from ..grading import Case, Exercise, register
 from ...losses import policy_gradient_loss
 from ...vpg import baseline_advantages
-from .core import ITEM_SAYS, Known, _case, _from_a_network, mistakes_of
+from .cases import ITEM_SAYS, Known, graded_case, from_a_network, mistakes_of
 
 # ---------------------------------------------------------------------------------------
 # policy_gradient_loss: L^PG = -mean_t log pi(a_t|s_t) A_t
@@ -99,17 +99,17 @@ HINT_PG_GRAD = ("multiply by advantages.detach(): the advantage weighs each log-
 def _pg_gradient_case(name: str, seed: int, shape: tuple) -> Case:
     """log-probs from a policy and advantages from a critic: both non-leaf, requiring grad."""
     log_probs, advantages = _pg_inputs(seed, shape)
-    lp_leaf, lp = _from_a_network(log_probs)
-    adv_leaf, adv = _from_a_network(advantages)
-    return _case(name, policy_gradient_loss, (lp, adv), hint=HINT_PG_GRAD, known=PG_KNOWN,
-                 then=_pg_gradient_check(lp_leaf, adv_leaf, advantages),
-                 inputs_with_grad=[lp, adv])
+    lp_leaf, lp = from_a_network(log_probs)
+    adv_leaf, adv = from_a_network(advantages)
+    return graded_case(name, policy_gradient_loss, (lp, adv), hint=HINT_PG_GRAD, known=PG_KNOWN,
+                      then=_pg_gradient_check(lp_leaf, adv_leaf, advantages),
+                      inputs_with_grad=[lp, adv])
 
 
 def _pg_cases() -> list[Case]:
     def case(name, seed, shape, hint):
-        return _case(name, policy_gradient_loss, _pg_inputs(seed, shape), hint=hint,
-                     known=PG_KNOWN)
+        return graded_case(name, policy_gradient_loss, _pg_inputs(seed, shape), hint=hint,
+                          known=PG_KNOWN)
     return [
         case("one step", 0, (1,), "L = -log pi(a|s) * A: mind the minus sign, and use "
                                   "log_probs as given (they are already logarithms)"),
@@ -226,14 +226,14 @@ def _no_gradient(got) -> str | None:
 
 def _baseline_cases() -> list[Case]:
     def case(name, args, kwargs, *, hint, expected=None, also=(), then=None, with_grad=()):
-        return _case(name, baseline_advantages, args, kwargs, hint=hint, known=ADV_KNOWN,
-                     expected=expected, also=also, then=then, inputs_with_grad=with_grad)
+        return graded_case(name, baseline_advantages, args, kwargs, hint=hint, known=ADV_KNOWN,
+                          expected=expected, also=also, then=then, inputs_with_grad=with_grad)
     returns, values = _returns_and_values(0, 6)
     returns_b, values_b = _returns_and_values(1, 9)
     raw_b = returns_b - values_b
     constant = torch.full((5,), 7.0)
-    leaf, critic_values = _from_a_network(values)
-    _, critic_values_b = _from_a_network(values_b)
+    leaf, critic_values = from_a_network(values)
+    _, critic_values_b = from_a_network(values_b)
     return [
         case("A = G - V without normalisation", (returns, values), dict(normalize=False),
              hint="A_t = G_t - V(s_t) (returns minus values, not the other way round); "

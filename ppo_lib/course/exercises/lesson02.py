@@ -1,19 +1,237 @@
 """Lesson 02 exercise: the natural-gradient step of TRPO with an explicit Fisher matrix.
 
-``kl_categorical`` and ``conjugate_gradient``, also graded in lesson 02, are registered
-with the core exercises (``ppo_lib/course/exercises/core.py``).
+With the exercises ``kl_categorical`` (the exact KL between categorical distributions) and
+``conjugate_gradient`` (solving F x = g with a matrix-vector product), registered first.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from ..grading import Case, Exercise, register
-from .core import Known, _case, mistakes_of
+from ... import kl
+from ..grading import Case, Exercise, compare, register
+from .cases import Known, T, graded_case, mistakes_of, uniform
 
+
+# ---------------------------------------------------------------------------------------
+# kl_categorical(p, q)
+
+def _kl_terms(p, q):
+    return torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
+
+
+KL_KNOWN = [
+    Known("reversed direction", lambda p, q: kl.kl_categorical(q, p), "KL(q || p)",
+          "you compute KL(q || p): KL(p || q) weights log(p / q) by p, the first argument"),
+    Known("averages over actions", lambda p, q: _kl_terms(p, q).mean(-1), "average over actions",
+          "you average over actions: sum over the last axis (a mean divides the KL by the "
+          "number of actions)"),
+    Known("NaN for zero probabilities", lambda p, q: (p * (torch.log(p) - torch.log(q))).sum(-1),
+          "0 * log 0",
+          "0 * log 0 gives NaN in floating point: use torch.where(p > 0, ..., 0) (the limit "
+          "of p log p is 0)"),
+    Known("sums over every axis", lambda p, q: _kl_terms(p, q).sum(), "last axis only",
+          "you sum over every axis: one KL per row, sum over the last axis only (dim=-1)"),
+    Known("sums over the first axis", lambda p, q: _kl_terms(p, q).sum(0), "LAST axis",
+          "you reduce over axis 0: the actions are on the LAST axis, sum(dim=-1)"),
+    Known("F.kl_div with reduction='batchmean' (one number)",
+          lambda p, q: torch.nn.functional.kl_div(q.log(), p, reduction="batchmean"),
+          "one KL per row",
+          "you return one number for the whole batch: return one KL per row, shape (B,)"),
+    Known("sign flipped: log(q / p)", lambda p, q: -kl.kl_categorical(p, q), "sign is flipped",
+          "your sign is flipped: KL(p || q) = sum_a p(a) (log p(a) - log q(a)) >= 0"),
+    Known("squeezes the result", lambda p, q: kl.kl_categorical(p, q).squeeze(), "no squeeze()",
+          "you squeeze the result: a batch of one row gives shape (1,) (no squeeze())"),
+]
+
+
+def kl_categorical_cases() -> list[Case]:
+    def case(name, args, *, hint, expected=None):
+        return graded_case(name, kl.kl_categorical, args, hint=hint, known=KL_KNOWN,
+                           expected=expected)
+    p = T([[0.2, 0.5, 0.3], [0.7, 0.2, 0.1]])
+    q = T([[0.3, 0.3, 0.4], [0.1, 0.6, 0.3]])
+    return [
+        case("KL(p, p) = 0", (p, p.clone()), expected=T([0.0, 0.0]),
+             hint="log(p / p) = 0 for every action"),
+        case("a known value: KL([0.5, 0.5] || [0.9, 0.1])", (T([0.5, 0.5]), T([0.9, 0.1])),
+             expected=T(0.5108256), hint=("KL(p || q) = sum_a p(a) log(p(a) / q(a)): weight by "
+                                          "p, the first argument, and sum over actions")),
+        case("the direction matters: KL(p || q) != KL(q || p)", (p, q),
+             hint="KL(p || q) weights log(p / q) by p, the first argument, not by q"),
+        case("sum over actions, not mean", (T([0.25, 0.25, 0.25, 0.25]), T([0.7, 0.1, 0.1, 0.1])),
+             hint="sum over the last axis (actions)"),
+        case("one KL per row for a batch (B, A) = (4, 5)",
+             (torch.softmax(uniform((4, 5), 61, -2, 2), -1),
+              torch.softmax(uniform((4, 5), 62, -2, 2), -1)),
+             hint="reduce over the last axis only: the result has shape (B,)"),
+        case("a batch of one: (1, A) gives shape (1,)",
+             (torch.softmax(uniform((1, 5), 63, -2, 2), -1),
+              torch.softmax(uniform((1, 5), 64, -2, 2), -1)),
+             hint="a batch of one row is still a batch: keep the shapes (no squeeze())"),
+        case("(T, N, A) = (3, 2, 4): the KL over the last axis, shape (3, 2)",
+             (torch.softmax(uniform((3, 2, 4), 65, -2, 2), -1),
+              torch.softmax(uniform((3, 2, 4), 66, -2, 2), -1)),
+             hint="reduce over the last axis only: the result drops that axis"),
+        case("float64, as lesson 02 uses it",
+             (T([0.4, 0.3, 0.3], dtype=torch.float64), T([0.9, 0.05, 0.05], dtype=torch.float64)),
+             hint="KL(p || q) = sum_a p(a) log(p(a) / q(a))"),
+        case("p(a) = 0 contributes 0 (not NaN)", (T([1.0, 0.0]), T([0.5, 0.5])),
+             expected=T(0.6931472), hint=("log of zero probs: 0 * log 0 is NaN in floating point; "
+                                          "use torch.where(p > 0, ..., 0) (its limit is 0)")),
+    ]
+
+
+register(Exercise(
+    id="kl_categorical", lesson="02", title="Exact KL between categorical distributions",
+    cases=kl_categorical_cases, reference=kl.kl_categorical,
+    mistakes=lambda: mistakes_of(KL_KNOWN)))
+
+
+# ---------------------------------------------------------------------------------------
+# conjugate_gradient(Avp, b, iters=10, tol=1e-10); the reference lives in ppo_lib.trpo
+
+def _conjugate_gradient(Avp: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10,
+                        tol: float = 1e-10) -> Tensor:
+    """ppo_lib.trpo.conjugate_gradient (same signature, so that cases bind to it)."""
+    from ...trpo import conjugate_gradient  # lazily: trpo imports more than torch
+    return conjugate_gradient(Avp, b, iters, tol)
+
+
+def _spd(n: int, seed: int) -> Tensor:
+    m = uniform((n, n), seed, -1, 1, dtype=torch.float64)
+    return m @ m.T + n * torch.eye(n, dtype=torch.float64)
+
+
+def _matvec(a: Tensor):
+    """v -> A v: a plain function of the matrix (module level, so no closures in cases)."""
+    return a.__matmul__
+
+
+def _cg_variant(Avp, b, iters=10, tol=1e-10, *, residual_sign=-1.0, max_iters=None,
+                check_tol=True, norm_tol=False):
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rr = r @ r
+    for _ in range(iters if max_iters is None else min(iters, max_iters)):
+        if check_tol and ((rr.sqrt() if norm_tol else rr) < tol):
+            break
+        ap = Avp(p)
+        alpha = rr / (p @ ap)
+        x = x + alpha * p
+        r = r + residual_sign * alpha * ap
+        rr_new = r @ r
+        p = r + rr_new / rr * p
+        rr = rr_new
+    return x
+
+
+def _cg_from_b(Avp, b, iters=10, tol=1e-10):
+    x = b.clone()  # the exercise starts from x = 0
+    r = b - Avp(x)
+    p, rr = r.clone(), r @ r
+    for _ in range(iters):
+        if rr < tol:
+            break
+        ap = Avp(p)
+        alpha = rr / (p @ ap)
+        x, r = x + alpha * p, r - alpha * ap
+        rr_new = r @ r
+        p, rr = r + rr_new / rr * p, rr_new
+    return x
+
+
+def _cg_steepest_descent(Avp, b, iters=10, tol=1e-10):
+    x = torch.zeros_like(b)
+    for _ in range(iters):
+        r = b - Avp(x)
+        x = x + (r @ r) / (r @ Avp(r)) * r
+    return x
+
+
+def _cg(**switches):
+    return lambda Avp, b, iters=10, tol=1e-10: _cg_variant(Avp, b, iters, tol, **switches)
+
+
+HINT_CG_STEPS = ("x = 0, r = p = b; alpha = r.r / p.Ap; x += alpha p; r -= alpha Ap; "
+                 "beta = r_new.r_new / r.r; p = r + beta p")
+
+CG_KNOWN = [
+    Known("one iteration only", _cg(max_iters=1), "one iteration",
+          "you stop after one iteration: run up to `iters` iterations"),
+    Known("residual updated with + alpha A p", _cg(residual_sign=1.0), "+ alpha A p",
+          "you update the residual with + alpha A p: r_{k+1} = r_k - alpha A p_k"),
+    Known("ignores iters (always 20)",
+          lambda Avp, b, iters=10, tol=1e-10: _cg_variant(Avp, b, 20, tol),
+          "exactly `iters` iterations"),
+    Known("does not use Avp (returns b)", lambda Avp, b, iters=10, tol=1e-10: b.clone(),
+          "b itself", "your answer is b itself: A enters through Avp(p), and x starts at 0"),
+    Known("starts from x = b", _cg_from_b, "start from x = 0",
+          "you start from x = b: start from x = 0, so r = p = b (after fewer than n "
+          "iterations the two starts give different x)"),
+    Known("steepest descent, not conjugate directions", _cg_steepest_descent,
+          "steepest descent",
+          "you step along the residual each time (steepest descent): conjugate gradient "
+          "steps along p = r + beta p, conjugate to the previous directions"),
+    Known("never stops early (ignores tol)", _cg(check_tol=False), "r.r < tol",
+          "you do not stop when r.r < tol: once the residual is exactly 0 the next alpha "
+          "is 0 / 0"),
+    Known("compares the norm |r|, not r.r, with tol", _cg(norm_tol=True), "not its norm",
+          "you compare the residual's norm with tol: stop when r.r (the squared norm, not "
+          "its norm) < tol"),
+]
+
+
+def conjugate_gradient_cases() -> list[Case]:
+    def case(name, args, kwargs=None, *, hint, expected=None, atol=1e-6):
+        return graded_case(name, _conjugate_gradient, args, kwargs, hint=hint, known=CG_KNOWN,
+                          expected=expected, atol=atol)
+    a2 = T([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    a5 = _spd(5, 71)
+    a8 = _spd(8, 72)
+    b5 = uniform(5, 73, -1, 1, dtype=torch.float64)
+    b8 = uniform(8, 74, -1, 1, dtype=torch.float64)
+    two = 2 * torch.eye(3, dtype=torch.float64)
+    return [
+        case("2 x 2: A = [[4, 1], [1, 3]], b = [1, 2]",
+             (_matvec(a2), T([1.0, 2.0], dtype=torch.float64)),
+             expected=T([1 / 11, 7 / 11], dtype=torch.float64), atol=1e-8, hint=HINT_CG_STEPS),
+        case("5 x 5 SPD, 10 iterations solve it exactly", (_matvec(a5), b5), {"iters": 10},
+             expected=torch.linalg.solve(a5, b5),
+             hint="r_{k+1} = r_k - alpha A p_k (minus, and with A p, from Avp)"),
+        case("8 x 8 SPD, iters = 3: exactly 3 steps", (_matvec(a8), b8), {"iters": 3},
+             hint="run exactly `iters` iterations (or stop early when r.r < tol)"),
+        case("8 x 8 SPD, default iters (10)", (_matvec(a8), b8),
+             hint="the default is iters=10; A enters only through Avp(p)"),
+        case("A = 2 I: solved exactly after one step, then stop (r.r = 0 < tol)",
+             (_matvec(two), T([1.0, -2.0, 0.5], dtype=torch.float64)), {"iters": 5},
+             expected=T([0.5, -1.0, 0.25], dtype=torch.float64),
+             hint="stop as soon as r.r < tol: with r = 0 the next alpha would be 0 / 0"),
+        case("one unknown: A = [[3]], b = [6]",
+             (_matvec(T([[3.0]], dtype=torch.float64)), T([6.0], dtype=torch.float64)),
+             expected=T([2.0], dtype=torch.float64), atol=1e-8,
+             hint="a 1 x 1 system is solved by the first step: x = (r.r / p.Ap) p = 2"),
+        case("tol = 0.0 (as lesson 02 calls it): all iters run", (_matvec(a8), b8),
+             {"iters": 4, "tol": 0.0}, hint="with tol = 0 the loop never stops early"),
+        case("8 x 8 SPD, tol = 0.01: stop once r.r < tol", (_matvec(a8), b8),
+             {"iters": 10, "tol": 0.01},
+             hint="tol bounds r.r (the squared norm of the residual), checked before each step"),
+    ]
+
+
+register(Exercise(
+    id="conjugate_gradient", lesson="02", title="Conjugate gradient with a matrix-vector product",
+    cases=conjugate_gradient_cases, reference=_conjugate_gradient,
+    mistakes=lambda: mistakes_of(CG_KNOWN)))
+
+
+# ---------------------------------------------------------------------------------------
+# natural_gradient_step(g, fisher, delta)
 
 def natural_gradient_step(g: Tensor, fisher: Tensor, delta: float) -> Tensor:
     """The step TRPO takes before its line search (lesson 02, eq. 2.4).
@@ -27,7 +245,7 @@ def natural_gradient_step(g: Tensor, fisher: Tensor, delta: float) -> Tensor:
     return torch.sqrt(2 * delta / torch.dot(g, x)) * x
 
 
-def _spd(n: int, seed: int) -> Tensor:
+def _skewed_spd(n: int, seed: int) -> Tensor:
     """An SPD matrix far from the identity, so that F^-1 g and g point different ways."""
     gen = torch.Generator().manual_seed(seed)
     m = torch.randn(n, n, generator=gen, dtype=torch.float64)
@@ -113,10 +331,10 @@ STEP_KNOWN = [
 
 def _natural_step_cases() -> list[Case]:
     def case(name, args, *, hint):
-        return _case(name, natural_gradient_step, args, hint=hint, known=STEP_KNOWN)
+        return graded_case(name, natural_gradient_step, args, hint=hint, known=STEP_KNOWN)
     diagonal = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
-    f3, g3 = _spd(3, 1), _vector(3, 2)
-    f5, g5 = _spd(5, 3), _vector(5, 4)
+    f3, g3 = _skewed_spd(3, 1), _vector(3, 2)
+    f5, g5 = _skewed_spd(5, 3), _vector(5, 4)
     return [
         case("F = diag(4, 1), g = (1, 1), delta = 0.02",
              (torch.tensor([1.0, 1.0], dtype=torch.float64), diagonal, 0.02),
