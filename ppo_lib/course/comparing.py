@@ -14,6 +14,7 @@ from .registry import Exercise
 
 
 def describe(value: Any) -> str:
+    """What a value is, for a message: 'a tensor of shape (3,)', 'float 0.5', 'list'."""
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}"
     return f"{type(value).__name__} {value!r}" if not isinstance(value, (list, dict)) else type(value).__name__
@@ -161,4 +162,3 @@ def signature_note(exercise: Exercise, fn: Any) -> str:
         return ""
     return (f" (note: your function's parameters are ({', '.join(got)}); the exercise's are "
             f"({', '.join(want)}): arguments are passed in that order)")
-

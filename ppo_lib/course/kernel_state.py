@@ -196,5 +196,3 @@ class KernelState:
                 except BaseException:
                     continue
         return False
-
-

@@ -335,5 +335,3 @@ def execute(path: str | Path, timeout: float = 600, kernel_name: str = "python3"
     for cell in data["cells"]:
         cell["metadata"] = _clean_metadata(cell.get("metadata", {}))
     path.write_text(dumps(data), encoding="utf-8")
-
-

@@ -118,7 +118,6 @@ class CheckResult:
         """Shown already by ``check`` itself."""
 
 
-
 EXERCISES: dict[str, Exercise] = {}
 
 
@@ -130,7 +129,6 @@ def register(exercise: Exercise) -> Exercise:
                          f"got {exercise.kind!r}")
     EXERCISES[exercise.id] = exercise
     return exercise
-
 
 
 def load_exercises() -> None:

@@ -94,7 +94,6 @@ def _where_in_learner_code(exc: BaseException, fn: Any) -> str:
     return f" (line {found.lineno} of {origin}" + (f": `{text}`)" if text else ")")
 
 
-
 def _is_stub_value(answer: Any) -> bool:
     return answer is None or answer is Ellipsis or answer is NotImplemented
 
@@ -231,4 +230,3 @@ def _mutation_hint(args: tuple, case_args: tuple, kwargs: dict, case_kwargs: dic
         return "build a new list instead of changing the caller's (e.g. `list(values)`)"
     return ("compute into new tensors (e.g. torch.zeros_like) instead of writing into the "
             "arguments (`x += ...`, `x[t] = ...`, `x.clamp_()` change the caller's tensor)")
-

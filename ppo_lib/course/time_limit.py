@@ -286,7 +286,6 @@ def call_with_time_limit(fn: Callable, args: tuple = (), kwargs: dict | None = N
     return _TimeLimit(seconds).call(fn, args, kwargs or {})
 
 
-
 CTRL_C = threading.Event()  # set when the learner presses Ctrl-C during a check
 
 
@@ -328,4 +327,3 @@ class NoticeCtrlC:
                 except BaseException:  # a second Ctrl-C right now
                     continue
         return False
-

@@ -77,7 +77,6 @@ def _dr_only_1d(rewards, dones, gamma, last_values=None):
     return out
 
 
-
 def _dr_squeezes(rewards, dones, gamma, last_values=None):
     rewards, dones = rewards.squeeze(), dones.squeeze()
     lv = None if last_values is None else torch.as_tensor(last_values).squeeze()
