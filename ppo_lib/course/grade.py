@@ -61,7 +61,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import lessons
-from .lessons import check_calls, graded_ids
 from .grading import NBGRADER_ENV, NOT_DONE, RESULTS_ENV
 
 DEFAULT_TIMEOUT = 600.0
@@ -113,7 +112,7 @@ def notebook_answers(nb: dict) -> dict[str, str]:
     answers: dict[str, str] = {}
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code":
-            for exercise_id, name in check_calls(_cell_source(cell)):
+            for exercise_id, name in lessons.check_calls(_cell_source(cell)):
                 answers.setdefault(exercise_id, name or exercise_id)
     return answers
 
@@ -125,8 +124,8 @@ def expected_answers(nb: dict, path: Path) -> dict[str, str]:
     try:
         if solution.is_file() and solution.resolve() != path.resolve():
             reference = json.loads(solution.read_text(encoding="utf-8"))
-            expected = {i: i for cell in reference.get("cells", [])
-                        if cell.get("cell_type") == "code" for i in graded_ids(_cell_source(cell))}
+            expected = {i: i for c in reference.get("cells", []) if c.get("cell_type") == "code"
+                        for i in lessons.graded_ids(_cell_source(c))}
             answers = {i: answers.get(i, i) for i in expected} | answers
     except (OSError, ValueError):
         pass

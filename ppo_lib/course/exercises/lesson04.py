@@ -1,7 +1,5 @@
 """Lesson 04 exercises: Generalised Advantage Estimation (``gae``) and the critic's loss
-(``value_loss``, with SB3's optional clipping). ``bootstrap_truncated`` is in
-``lesson04_bootstrap_truncated.py``.
-"""
+(``value_loss``, with SB3's optional clipping); ``bootstrap_truncated`` has its own module."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import numpy as np
 from ...atari import (GREY_WEIGHTS, area_resize_matrix, cnn_output_size, conv_output_size,
                      preprocess_frame)
 from ..grading import Case, Exercise, Mistake, register
+from .cases import not_done_yet
 
 # ---------------------------------------------------------------------------------------
 # conv_output_size(size, kernel_size, stride, padding=0) = floor((size - K + 2P) / S) + 1
@@ -79,7 +80,7 @@ def _conv_cases() -> list[Case]:
 
 def _conv_mistakes() -> list[Mistake]:
     return [
-        Mistake("not done yet", _raise_not_implemented, hint="not done yet"),
+        Mistake("not done yet", not_done_yet, hint="not done yet"),
         Mistake("forgot the + 1", lambda size, kernel_size, stride, padding=0:
                 (size - kernel_size + 2 * padding) // stride, hint="forget the + 1"),
         Mistake("true division (a float, not floored)", lambda size, kernel_size, stride,
@@ -104,10 +105,6 @@ def _conv_mistakes() -> list[Mistake]:
         Mistake("+ 1 inside the division", lambda size, kernel_size, stride, padding=0:
                 (size - kernel_size + 2 * padding + 1) // stride, hint="after the division"),
     ]
-
-
-def _raise_not_implemented(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError()
 
 
 register(Exercise(
@@ -174,7 +171,7 @@ def _cnn_with(convs, channels=64, same_sides=False, conv=conv_output_size):
 
 def _cnn_mistakes() -> list[Mistake]:
     return [
-        Mistake("not done yet", _raise_not_implemented, hint="not done yet"),
+        Mistake("not done yet", not_done_yet, hint="not done yet"),
         Mistake("forgot the 64 channels", _cnn_with(NATURE, channels=1),
                 hint="leaving out the 64 channels"),
         Mistake("32 channels (the first conv's) instead of 64", _cnn_with(NATURE, channels=32),
@@ -369,7 +366,7 @@ def _rows_matrix_for_columns(frame, size=(84, 84)):
 
 def _preprocess_mistakes() -> list[Mistake]:
     return [
-        Mistake("not done yet", _raise_not_implemented, hint="not done yet"),
+        Mistake("not done yet", not_done_yet, hint="not done yet"),
         Mistake("mean of the three channels", _grey_with([1 / 3, 1 / 3, 1 / 3]),
                 hint="0.299"),
         Mistake("BT.709 weights (0.2126, 0.7152, 0.0722)",
@@ -392,8 +389,7 @@ def _preprocess_mistakes() -> list[Mistake]:
                 lambda frame, size=(84, 84): preprocess_frame(frame, size).T.copy(),
                 hint="transposed"),
         Mistake("score bar cropped before the resize", _cropped, hint="no crop"),
-        Mistake("the row matrix used for the columns too", _rows_matrix_for_columns,
-                hint="R_w"),
+        Mistake("the row matrix used for the columns too", _rows_matrix_for_columns, hint="R_w"),
         Mistake("210 and 160 hard-coded", _hard_coded_atari, hint="frame.shape[0]"),
     ]
 
