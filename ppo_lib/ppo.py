@@ -36,12 +36,11 @@ from .losses import ppo_loss_terms
 from .normalization import Normalizer
 from .persistence import load_model, save_model
 from .policies import clip_actions, observation_batch, policy_class_for, resolve_policy
-from .presets import check_hyperparameters
 from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
                       compute_advantages, minibatches, obs_tensor)
 from .schedules import as_schedule, checked_value
-from .validation import check_in_range, check_positive_int
+from .validation import check_hyperparameters, check_in_range, check_positive_int
 
 
 class PPO:

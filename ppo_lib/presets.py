@@ -1,5 +1,5 @@
 """Named hyperparameter sets, usable as ``PPO("MlpPolicy", env, **presets.get(name))``
-(lesson 07), and the ranges every hyperparameter must be in (``check_hyperparameters``).
+(lesson 07).
 
 "cartpole", "atari" and "mujoco" are the source notes' rows exactly (everything else at
 PPO's defaults); "cartpole_tuned" is rl-baselines3-zoo's CartPole-v1 set; "cartpole_fast"
@@ -14,7 +14,6 @@ import copy
 from typing import Any
 
 from .schedules import linear_schedule
-from .validation import check_in_range, check_positive_int
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Source notes, "For simple environments (CartPole)".
@@ -70,26 +69,3 @@ def get(name: str) -> dict[str, Any]:
     """A fresh copy of the preset ``name`` (edit it freely)."""
     _known(name)
     return copy.deepcopy(PRESETS[name])
-
-
-def check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
-                          clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
-                          target_kl) -> None:
-    """The ranges PPO's hyperparameters must be in (a ValueError naming the first one
-    outside); a schedule (a callable) is checked where it is used."""
-    check_positive_int("n_steps", n_steps)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("n_epochs", n_epochs)
-    check_in_range("gamma", gamma, 0.0, 1.0)
-    check_in_range("gae_lambda", gae_lambda, 0.0, 1.0)
-    if not callable(clip_range):
-        check_in_range("clip_range", clip_range, 0.0, 1.0, low_open=True, high_open=True)
-    if clip_range_vf is not None and not callable(clip_range_vf):
-        check_in_range("clip_range_vf", clip_range_vf, 0.0, float("inf"), low_open=True)
-    if not callable(learning_rate):
-        check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
-    for name, value in (("ent_coef", ent_coef), ("vf_coef", vf_coef),
-                        ("max_grad_norm", max_grad_norm)):
-        check_in_range(name, value, 0.0, float("inf"))
-    if target_kl is not None:
-        check_in_range("target_kl", target_kl, 0.0, float("inf"), low_open=True)

@@ -51,3 +51,26 @@ def check_same_shape(**tensors: Tensor) -> None:
             raise ValueError(
                 f"{name} has shape {tuple(tensors[name].shape)} but {first} has shape "
                 f"{tuple(tensors[first].shape)}; they must match (time steps x envs)")
+
+
+def check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
+                          clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
+                          target_kl) -> None:
+    """The ranges PPO's hyperparameters must be in (a ValueError naming the first one
+    outside); a schedule (a callable) is checked where it is used."""
+    check_positive_int("n_steps", n_steps)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("n_epochs", n_epochs)
+    check_in_range("gamma", gamma, 0.0, 1.0)
+    check_in_range("gae_lambda", gae_lambda, 0.0, 1.0)
+    if not callable(clip_range):
+        check_in_range("clip_range", clip_range, 0.0, 1.0, low_open=True, high_open=True)
+    if clip_range_vf is not None and not callable(clip_range_vf):
+        check_in_range("clip_range_vf", clip_range_vf, 0.0, float("inf"), low_open=True)
+    if not callable(learning_rate):
+        check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
+    for name, value in (("ent_coef", ent_coef), ("vf_coef", vf_coef),
+                        ("max_grad_norm", max_grad_norm)):
+        check_in_range(name, value, 0.0, float("inf"))
+    if target_kl is not None:
+        check_in_range("target_kl", target_kl, 0.0, float("inf"), low_open=True)

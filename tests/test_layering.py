@@ -279,8 +279,14 @@ def torch_internal_uses(path: Path) -> list[str]:
     return ordered(problems)
 
 
+# The grader puts back what a learner's function changed in the kernel; torch keeps its
+# print options, device context and function-mode stack only in private state (torch 2.13
+# has no public getter), so restoring them is the one other use of torch internals.
+KERNEL_STATE = PACKAGE / "course" / "kernel_state.py"
+
+
 def test_torch_internals_only_in_fastpath():
-    problems = ordered([problem for path in modules() if path != FASTPATH
+    problems = ordered([problem for path in modules() if path not in (FASTPATH, KERNEL_STATE)
                         for problem in torch_internal_uses(path)])
     assert not problems, report(problems, "uses of torch internals outside "
                                 "ppo_lib/fastpath.py")

@@ -21,6 +21,7 @@ trunk, the lesson-05 hooks ``advantage_fn`` / ``loss_fn``) have no SB3 equivalen
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import time
@@ -121,6 +122,22 @@ def to_sb3_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
             value = _sb3_policy_kwargs(value)
         kwargs[name] = value
     return kwargs
+
+
+def _keyword_defaults(fn, skip: set[str]) -> dict[str, Any]:
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if name not in skip and p.default is not inspect.Parameter.empty}
+
+
+def sb3_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(SB3 PPO's keyword defaults, ActorCriticPolicy's keyword defaults), read from their
+    signatures (what SB3 does with an argument left out)."""
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    return (_keyword_defaults(SB3PPO.__init__, {"self", "env", "_init_setup_model"}),
+            _keyword_defaults(ActorCriticPolicy.__init__, {"self", "observation_space",
+                                                           "action_space", "lr_schedule"}))
 
 
 def sb3_env_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,11 @@ and losing activation_fn or ortho_init from policy_kwargs is wrong (``same_sb3_m
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ...lab.sb3 import to_sb3_kwargs
+from ...lab.sb3 import sb3_defaults, to_sb3_kwargs
 
 PROGRESS = (1.0, 0.75, 0.5, 0.25, 0.0)  # progress_remaining values a schedule is read at
 SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
@@ -33,19 +32,6 @@ _UNKNOWN_KEY_HINTS = {
     "loss_fn": "SB3's PPO has no advantage_fn / loss_fn hooks: leave them out when they are "
                "None",
 }
-
-
-def _sb3_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
-    """(PPO's keyword defaults, ActorCriticPolicy's keyword defaults) from their signatures."""
-    from stable_baselines3 import PPO as SB3PPO
-    from stable_baselines3.common.policies import ActorCriticPolicy
-
-    def defaults(fn, skip):
-        return {name: p.default for name, p in inspect.signature(fn).parameters.items()
-                if name not in skip and p.default is not inspect.Parameter.empty}
-    return (defaults(SB3PPO.__init__, {"self", "env", "_init_setup_model"}),
-            defaults(ActorCriticPolicy.__init__, {"self", "observation_space",
-                                                  "action_space", "lr_schedule"}))
 
 
 def _schedule(value: Any) -> Any:
@@ -79,7 +65,7 @@ def sb3_effect(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The configuration SB3's ``PPO(policy, venv, **kwargs)`` runs with (defaults filled in,
     schedules as values, net_arch as dict(pi=, vf=)). Keys SB3's PPO does not take are kept
     as they are (the check names them)."""
-    ppo_defaults, policy_defaults = _sb3_defaults()
+    ppo_defaults, policy_defaults = sb3_defaults()
     effect = dict(ppo_defaults, **kwargs)
     for name in SCHEDULES:
         effect[name] = _schedule(effect[name])
@@ -178,7 +164,7 @@ def same_sb3_model(config: Mapping[str, Any], output: Any) -> str | None:
         return "your function returned None: did you forget `return`?"
     if not isinstance(output, Mapping):
         return f"expected a dict of SB3 PPO keyword arguments, got {type(output).__name__}"
-    ppo_defaults, _ = _sb3_defaults()
+    ppo_defaults, _ = sb3_defaults()
     if "env" in output:
         return ("the env is not a keyword argument here: SB3 builds the vector env with "
                 "make_vec_env(env_id, n_envs=...) and takes it as PPO(policy, venv, "
