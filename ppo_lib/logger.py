@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 import os
 
-from .diagnostics import METRIC_KEYS
+import numpy as np
+import torch
+
+from .diagnostics import METRIC_KEYS, explained_variance
 
 # Keys some rows have: train/std (Gaussian policies), train/clip_range_vf (value clipping).
 EXTRA_KEYS = ("train/std", "train/clip_range_vf", "time/iterations", "time/time_elapsed")
@@ -59,6 +62,39 @@ class Logger:
 
     def __repr__(self) -> str:
         return f"Logger({len(self.rows)} rows)"
+
+
+def rollout_row(env) -> dict[str, float]:
+    """SB3's rollout keys: the mean return and length of the env's recent episodes."""
+    returns, lengths = env.episode_returns, env.episode_lengths
+    return {"rollout/ep_rew_mean": float(np.mean(returns)) if returns else float("nan"),
+            "rollout/ep_len_mean": float(np.mean(lengths)) if lengths else float("nan")}
+
+
+def train_row(logged, kls, last_loss, rollout, policy, n_updates, learning_rate, clip_range,
+              clip_range_vf) -> dict[str, float]:
+    """SB3's train keys for one update. ``logged``: per minibatch a tensor (policy loss,
+    value loss, -entropy, clip fraction); ``kls``: the last epoch's approx_kl tensors.
+    Converted to Python floats here, once per update."""
+    pg_losses, value_losses, entropy_losses, clip_fractions = torch.stack(logged, 1).tolist()
+    row = {
+        "train/approx_kl": float(np.mean(torch.stack(kls).tolist())),
+        "train/clip_fraction": float(np.mean(clip_fractions)),
+        "train/clip_range": float(clip_range),
+        "train/entropy_loss": float(np.mean(entropy_losses)),
+        "train/explained_variance": explained_variance(rollout.values, rollout.returns),
+        "train/learning_rate": float(learning_rate),
+        "train/loss": last_loss,
+        "train/n_updates": n_updates,
+        "train/policy_gradient_loss": float(np.mean(pg_losses)),
+        "train/value_loss": float(np.mean(value_losses)),
+    }
+    if clip_range_vf is not None:
+        row["train/clip_range_vf"] = float(clip_range_vf)
+    log_std = getattr(policy, "log_std", None)
+    if isinstance(log_std, torch.Tensor):
+        row["train/std"] = log_std.detach().exp().mean().item()
+    return row
 
 
 def _next_run_dir(root: str, name: str) -> str:

@@ -27,11 +27,10 @@ from gymnasium import spaces
 from torch import nn
 
 from .callbacks import BaseCallback, as_callback
-from .diagnostics import explained_variance
 from .envs import VecEnv, check_spaces, make_vec_env
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
 from .kl import approx_kl
-from .logger import Logger
+from .logger import Logger, rollout_row, train_row
 from .losses import ppo_loss_terms
 from .normalization import Normalizer
 from .persistence import load_model, save_model
@@ -40,7 +39,8 @@ from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
                       compute_advantages, minibatches, obs_tensor)
 from .schedules import as_schedule, checked_value
-from .validation import check_hyperparameters, check_in_range, check_positive_int
+from .validation import (check_finite_parameters, check_hyperparameters, check_in_range,
+                         check_positive_int)
 
 
 class PPO:
@@ -179,7 +179,7 @@ class PPO:
                 self._callback.on_rollout_end()
                 row = self.train(max(0.0, 1.0 - self.num_timesteps / total_timesteps))
                 elapsed = max(time.perf_counter() - start_time, 1e-9)
-                self.logger.record({**self._rollout_stats(),
+                self.logger.record({**rollout_row(self.env),
                                     "time/fps": int((self.num_timesteps - start_steps) / elapsed),
                                     "time/iterations": len(self.logger.rows) + 1,
                                     "time/time_elapsed": elapsed,
@@ -241,8 +241,11 @@ class PPO:
             self.n_updates += 1
             if stop:
                 break
-        return self._train_row(logged, kls, loss.item(), learning_rate, clip_range,
-                               clip_range_vf)
+        last_loss = loss.item()
+        check_finite_parameters(self.policy, last_loss, self.n_updates, self.num_timesteps,
+                                learning_rate)
+        return train_row(logged, kls, last_loss, self.rollout, self.policy, self.n_updates,
+                         learning_rate, clip_range, clip_range_vf)
 
     def normalized_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
         """A <- (A - mean A) / (std A + 1e-8) within a minibatch, when normalize_advantage
@@ -287,31 +290,6 @@ class PPO:
                   f"1.5 * target_kl = {1.5 * self.target_kl:.4f}")
         return True
 
-    def _train_row(self, logged, kls, last_loss, learning_rate, clip_range,
-                   clip_range_vf) -> dict[str, float]:
-        """The update's row: the minibatches' numbers converted to Python floats at once."""
-        self._check_finite(last_loss)
-        pg_losses, value_losses, entropy_losses, clip_fractions = torch.stack(logged, 1).tolist()
-        row = {
-            "train/approx_kl": float(np.mean(torch.stack(kls).tolist())),
-            "train/clip_fraction": float(np.mean(clip_fractions)),
-            "train/clip_range": float(clip_range),
-            "train/entropy_loss": float(np.mean(entropy_losses)),
-            "train/explained_variance": explained_variance(self.rollout.values,
-                                                           self.rollout.returns),
-            "train/learning_rate": float(learning_rate),
-            "train/loss": last_loss,
-            "train/n_updates": self.n_updates,
-            "train/policy_gradient_loss": float(np.mean(pg_losses)),
-            "train/value_loss": float(np.mean(value_losses)),
-        }
-        if clip_range_vf is not None:
-            row["train/clip_range_vf"] = float(clip_range_vf)
-        log_std = getattr(self.policy, "log_std", None)
-        if isinstance(log_std, torch.Tensor):
-            row["train/std"] = log_std.detach().exp().mean().item()
-        return row
-
     def _scheduled(self, progress_remaining: float) -> tuple[float, float, float | None]:
         """learning_rate, clip_range and clip_range_vf at ``progress_remaining``, each checked
         (a number >= 0) before the update changes anything."""
@@ -334,24 +312,6 @@ class PPO:
         if self._progress_bar is not None:
             self._progress_bar.update(self.n_envs)
         return self._callback.on_step()
-
-    def _rollout_stats(self) -> dict[str, float]:
-        returns, lengths = self.env.episode_returns, self.env.episode_lengths
-        return {"rollout/ep_rew_mean": float(np.mean(returns)) if returns else float("nan"),
-                "rollout/ep_len_mean": float(np.mean(lengths)) if lengths else float("nan")}
-
-    # --- NaN guards (once per rollout / update: cheap) ----------------------------------
-    def _check_finite(self, last_loss: float) -> None:
-        bad = [name for name, p in self.policy.named_parameters()
-               if not torch.isfinite(p).all()]
-        if bad or not np.isfinite(last_loss):
-            where = f"parameters {bad[:3]}" if bad else f"the loss ({last_loss})"
-            raise FloatingPointError(
-                f"NaN or inf in {where} after update {self.n_updates} "
-                f"(num_timesteps={self.num_timesteps}): training diverged. The learning rate "
-                f"({self.optimizer.param_groups[0]['lr']:g}) is most likely too high; lower it "
-                f"(3e-4 is PPO's usual value), keep max_grad_norm (0.5), or normalise "
-                f"observations / rewards")
 
     # --- acting, saving, loading -------------------------------------------------------
     def predict(self, obs, deterministic: bool = False, state=None, episode_start=None):

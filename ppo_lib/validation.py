@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -74,3 +75,18 @@ def check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip
         check_in_range(name, value, 0.0, float("inf"))
     if target_kl is not None:
         check_in_range("target_kl", target_kl, 0.0, float("inf"), low_open=True)
+
+
+def check_finite_parameters(policy, last_loss: float, n_updates: int, num_timesteps: int,
+                            learning_rate: float) -> None:
+    """After an update: FloatingPointError naming the parameters (or the loss) that are NaN
+    or inf, and what to change."""
+    bad = [name for name, p in policy.named_parameters() if not torch.isfinite(p).all()]
+    if bad or not math.isfinite(last_loss):
+        where = f"parameters {bad[:3]}" if bad else f"the loss ({last_loss})"
+        raise FloatingPointError(
+            f"NaN or inf in {where} after update {n_updates} (num_timesteps={num_timesteps}): "
+            f"training diverged. The learning rate ({learning_rate:g}) is most likely too "
+            f"high; lower it (3e-4 is PPO's usual value), keep max_grad_norm (0.5), or "
+            f"normalise observations / rewards")
+
