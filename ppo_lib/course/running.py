@@ -41,7 +41,7 @@ def _clone(value: Any) -> Any:
         return value
 
 
-def _snapshot(value: Any) -> Any:
+def snapshot(value: Any) -> Any:
     """Like ``_clone``, but tensors that require grad are copied too (detached, with their
     ``requires_grad`` flag), so that ``_same`` can tell whether a call changed them."""
     if isinstance(value, torch.Tensor):
@@ -50,11 +50,11 @@ def _snapshot(value: Any) -> Any:
             copy_.requires_grad_(True)
         return copy_
     if isinstance(value, tuple):
-        return tuple(_snapshot(v) for v in value)
+        return tuple(snapshot(v) for v in value)
     if isinstance(value, list):
-        return [_snapshot(v) for v in value]
+        return [snapshot(v) for v in value]
     if isinstance(value, dict):
-        return {k: _snapshot(v) for k, v in value.items()}
+        return {k: snapshot(v) for k, v in value.items()}
     return _clone(value)
 
 
@@ -116,7 +116,7 @@ def run_cases(exercise: Exercise, fn: Any) -> tuple[str | None, str]:
         args, kwargs = _clone(case_args), _clone(case_kwargs)
         # tensors that require grad reach the learner as they are (gradients are checked
         # through them): a copy taken now shows whether the call changed them in place
-        pristine_args, pristine_kwargs = _snapshot(case_args), _snapshot(case_kwargs)
+        pristine_args, pristine_kwargs = snapshot(case_args), snapshot(case_kwargs)
         if exercise.kind == "value":
             got = fn
         else:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..grading import Case, Mistake, compare, positional_arguments
+from ..running import snapshot
 
 T = torch.tensor  # short constructor for the cases
 
@@ -80,19 +81,6 @@ def mistakes_of(known: Sequence[Known]) -> list[Mistake]:
     return [Mistake(k.description, k.answer, k.hint) for k in known]
 
 
-def _copy(value: Any) -> Any:
-    """An independent copy: tensors cloned (keeping requires_grad, as leaves)."""
-    if isinstance(value, Tensor):
-        return value.detach().clone().requires_grad_(value.requires_grad)
-    if isinstance(value, tuple):
-        return tuple(_copy(v) for v in value)
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    return value
-
-
 def _detached(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.detach()
@@ -109,7 +97,7 @@ def _output(fn: Callable, args: tuple, kwargs: dict) -> Any:
     try:
         with warnings.catch_warnings():  # a known mistake's warnings are not the learner's
             warnings.simplefilter("ignore")
-            return _detached(fn(*_copy(args), **_copy(kwargs)))
+            return _detached(fn(*snapshot(args), **snapshot(kwargs)))
     except Exception:
         return _FAILED
 
