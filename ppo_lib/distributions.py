@@ -1,8 +1,17 @@
-"""Log-probabilities and entropies of the two policy distributions PPO uses (lesson 06).
+"""Log-probabilities, entropies and samples of the policy distributions PPO uses (lesson 06).
 
-Pure functions of tensors, equal to ``torch.distributions.Categorical(logits=...)`` and
-``torch.distributions.Normal(mean, exp(log_std))`` (tested), but without building a
-distribution object on every call: the policies call these on their hot path.
+Pure functions of tensors, equal to ``torch.distributions.Categorical(logits=...)``,
+``torch.distributions.Normal(mean, exp(log_std))`` and ``Bernoulli(logits=...)`` (tested),
+but without building a distribution object on every call: the policies call these on their
+hot path. One distribution per action space, as SB3:
+
+    Discrete(n)              categorical        over n logits
+    Box (action_dim,)        diagonal Gaussian  mean from the net, a learned log_std
+    MultiDiscrete(nvec)      one categorical per dimension over a split of sum(nvec) logits
+    MultiBinary(n)           one Bernoulli per bit, from n logits
+
+For the last two the dimensions are independent, so log-probabilities and entropies are
+sums over dimensions (SB3's MultiCategoricalDistribution and BernoulliDistribution).
 
 Symbols: logits z (B, n_actions); mean mu (B, action_dim); log_std log sigma (action_dim,)
 or (B, action_dim); actions a.
@@ -79,3 +88,48 @@ def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
 def gaussian_entropy(log_std: Tensor) -> Tensor:
     """H = sum_j [ 1/2 + log sqrt(2 pi) + log sigma_j ], summed over the last axis."""
     return (0.5 + LOG_SQRT_2PI + log_std).sum(-1)
+
+
+def multi_categorical_log_prob_entropy(logits: Tensor, nvec: list[int], actions: Tensor,
+                                       ) -> tuple[Tensor, Tensor]:
+    """One categorical per action dimension j over its slice of the logits (sizes ``nvec``):
+
+        log pi(a|s) = sum_j log softmax(z_j)_{a_j},   H = sum_j H(softmax(z_j))   -> (B,), (B,)
+
+    logits (B, sum(nvec)), actions (B, len(nvec)).
+    """
+    log_prob = entropy = 0
+    for j, z in enumerate(torch.split(logits, nvec, dim=-1)):
+        lp, h = categorical_log_prob_entropy(z, actions[..., j])
+        log_prob, entropy = log_prob + lp, entropy + h
+    return log_prob, entropy
+
+
+def multi_categorical_sample(logits: Tensor, nvec: list[int], deterministic: bool = False,
+                             ) -> Tensor:
+    """One action per dimension: a sample of each categorical, or (``deterministic``) its
+    most likely action   -> (B, len(nvec)) int64."""
+    parts = torch.split(logits, nvec, dim=-1)
+    return torch.stack([z.argmax(-1) if deterministic else categorical_sample(z)
+                        for z in parts], dim=-1)
+
+
+def bernoulli_log_prob_entropy(logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """One Bernoulli per bit, p_j = sigmoid(z_j), from the logits   -> (B,), (B,):
+
+        log pi(a|s) = sum_j [a_j z_j - softplus(z_j)],   H = sum_j [softplus(z_j) - p_j z_j]
+
+    (softplus(z) = log(1 + e^z): log p_j = -softplus(-z_j), log(1 - p_j) = -softplus(z_j),
+    never log(sigmoid(z)), which underflows as log(softmax) does.)
+    """
+    softplus = torch.nn.functional.softplus(logits)
+    log_prob = (actions.to(logits.dtype) * logits - softplus).sum(-1)
+    return log_prob, (softplus - torch.sigmoid(logits) * logits).sum(-1)
+
+
+def bernoulli_sample(logits: Tensor, deterministic: bool = False) -> Tensor:
+    """Each bit 1 with probability sigmoid(z_j) (``deterministic``: 1 where z_j > 0, the
+    likelier value)   -> (B, n) int64."""
+    if deterministic:
+        return (logits > 0).long()
+    return (torch.rand_like(logits) < torch.sigmoid(logits)).long()

@@ -38,12 +38,18 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space,
                          f"needs a Box of shape (obs_dim,); for images pass a CNN policy "
                          f"class (ppo_lib.atari.NatureCNNActorCritic), or flatten the "
                          f"observations (gymnasium.wrappers.FlattenObservation)")
-    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+    kinds = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
+    if not isinstance(action_space, kinds):
         raise ValueError(f"action space {action_space} is not supported: ppo_lib supports "
-                         f"Discrete and Box action spaces")
-    if isinstance(action_space, spaces.Box) and len(action_space.shape) != 1:
-        raise ValueError(f"action space {action_space} is not supported: Box actions must be "
-                         f"flat, shape (action_dim,)")
+                         f"Discrete, Box, MultiDiscrete and MultiBinary action spaces")
+    if not isinstance(action_space, spaces.Discrete) and len(action_space.shape) != 1:
+        raise ValueError(f"action space {action_space} is not supported: "
+                         f"{type(action_space).__name__} actions must be flat, shape "
+                         f"(action_dim,)")
+    if isinstance(action_space, spaces.MultiDiscrete) and np.any(action_space.start != 0):
+        raise ValueError(f"action space {action_space} is not supported: MultiDiscrete "
+                         f"actions must start at 0 (start={action_space.start.tolist()}): the "
+                         f"policy acts in 0..nvec-1; shift them in a gymnasium.ActionWrapper")
 
 
 class EnvFactory:

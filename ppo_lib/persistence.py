@@ -40,8 +40,10 @@ PLAIN_HPARAMS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
                  "normalize_obs", "normalize_reward", "seed", "verbose")
 SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
 # The policies a file may name without custom_objects
-OWN_POLICIES = ("ppo_lib.policies:CategoricalActorCritic",
-                "ppo_lib.policies:GaussianActorCritic", "ppo_lib.atari:NatureCNNActorCritic")
+OWN_POLICIES = (*(f"ppo_lib.policies:{kind}ActorCritic" for kind in ("Categorical", "Gaussian",
+                  "MultiCategorical", "Bernoulli")), "ppo_lib.atari:NatureCNNActorCritic")
+SPACE_ARGS = {"Discrete": ("n", "start"), "MultiDiscrete": ("nvec", "start"),  # spaces besides
+              "MultiBinary": ("n",)}  # Box, saved as {"kind": name, argument: value, ...}
 # PPO arguments a custom_objects key may replace (SB3's use of custom_objects)
 ARGUMENTS = frozenset(PLAIN_HPARAMS) | set(SCHEDULES)
 
@@ -80,8 +82,7 @@ def model_data(model) -> dict:
     for name in SCHEDULES:
         value = getattr(model, name)
         if value is None or not callable(value):
-            schedules[name] = None if value is None else {"kind": "constant",
-                                                          "value": float(value)}
+            schedules[name] = None if value is None else {"kind": "constant", "value": float(value)}
             continue
         described = schedule_to_dict(value)
         if described is None:
@@ -91,9 +92,8 @@ def model_data(model) -> dict:
                           f"PPO.load.", stacklevel=4)
             described = {"kind": "constant", "value": float(value(1.0))}
         schedules[name] = described
-    env_state = None
-    if model.env is not None and model.last_obs is not None:
-        env_state = _pack(model.env.get_state())
+    env_state = (_pack(model.env.get_state())
+                 if model.env is not None and model.last_obs is not None else None)
     return {
         "format": FILE_FORMAT, "version": FILE_VERSION,
         "hyperparameters": {name: getattr(model, name) for name in PLAIN_HPARAMS},
@@ -228,7 +228,6 @@ def _is_sb3_zip(path: str) -> bool:
     return "data" in names and bool({"policy.pth", "_stable_baselines3_version"} & names)
 
 
-
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -272,8 +271,8 @@ def _resolve_name(name: Any, kind: str, where: str, path, custom_objects: dict) 
         return getattr(importlib.import_module(module), attr)
     if kind == "class" and name in _activations():
         return _activations()[name]
-    allowed = ("ppo_lib's policies (CategoricalActorCritic, GaussianActorCritic, "
-               "NatureCNNActorCritic)" if kind == "policy"
+    allowed = (f"ppo_lib's policies ({', '.join(n.partition(':')[2] for n in OWN_POLICIES)})"
+               if kind == "policy"
                else "torch.nn's activations (torch.nn.ReLU, torch.nn.Tanh, ...)")
     bare = qualname.rpartition(".")[2]
     raise ValueError(
@@ -354,18 +353,19 @@ def _rebuild_env(env_id: Any, n_envs: int, obs_space, act_space, path) -> VecEnv
 
 
 def _space_to_data(space: spaces.Space) -> dict:
-    if isinstance(space, spaces.Discrete):
-        return {"kind": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.Box):
         return {"kind": "Box", "low": torch.from_numpy(np.array(space.low, dtype=np.float64)),
                 "high": torch.from_numpy(np.array(space.high, dtype=np.float64)),
                 "dtype": str(space.dtype)}
+    for kind, args in SPACE_ARGS.items():
+        if isinstance(space, getattr(spaces, kind)):
+            return {"kind": kind, **{a: np.asarray(getattr(space, a)).tolist() for a in args}}
     raise ValueError(f"cannot save a model for the space {space}")
 
 
 def _space_from_data(data: dict) -> spaces.Space:
-    if data["kind"] == "Discrete":
-        return spaces.Discrete(data["n"], start=data["start"])
+    if data["kind"] in SPACE_ARGS:
+        return getattr(spaces, data["kind"])(**{a: data[a] for a in SPACE_ARGS[data["kind"]]})
     return spaces.Box(data["low"].numpy().astype(data["dtype"]),
                       data["high"].numpy().astype(data["dtype"]), dtype=np.dtype(data["dtype"]))
 

@@ -9,7 +9,8 @@ A policy here is an ``nn.Module`` with these methods (the trainer relies on the 
     get_distribution(obs)             -> a torch.distributions object   (inspection)
 
 Shapes: obs (B, obs_dim); values, log_probs and entropy (B,); actions (B,) for a discrete
-policy and (B, action_dim) for a Gaussian one.
+policy, (B, action_dim) for a Gaussian one, (B, len(nvec)) or (B, n) int64 for MultiDiscrete
+or MultiBinary.
 
 The module names are SB3's MlpPolicy names, so its weights copy across one to one:
 ``mlp_extractor.policy_net``, ``mlp_extractor.value_net``, ``action_net``, ``value_net``,
@@ -20,6 +21,8 @@ The module names are SB3's MlpPolicy names, so its weights copy across one to on
       MlpActorCritic            the MLP body: mlp_extractor, value_net, orthogonal init
         CategoricalActorCritic  (CategoricalPolicy + MlpActorCritic)
         GaussianActorCritic     the diagonal Gaussian with a learned log_std
+        MultiCategoricalActorCritic  MultiDiscrete: one categorical per dimension
+        BernoulliActorCritic    MultiBinary: one Bernoulli per bit
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
-from .distributions import (categorical_log_prob, categorical_log_prob_entropy,
-                            categorical_sample, gaussian_entropy, gaussian_log_prob)
+from .distributions import (bernoulli_log_prob_entropy, bernoulli_sample, categorical_log_prob,
+                            categorical_log_prob_entropy, categorical_sample, gaussian_entropy,
+                            gaussian_log_prob, multi_categorical_log_prob_entropy,
+                            multi_categorical_sample)
 from .fastpath import run_mlp
 
 DEFAULT_NET_ARCH = dict(pi=[64, 64], vf=[64, 64])  # SB3 MlpPolicy for PPO
@@ -235,6 +240,68 @@ class GaussianActorCritic(MlpActorCritic):
         return values, gaussian_log_prob(mean, self.log_std, actions), entropy
 
 
+class MultiCategoricalActorCritic(MlpActorCritic):
+    """MultiDiscrete(nvec) actions: one categorical per dimension j over its nvec[j] logits,
+    the dimensions independent (SB3's MultiCategoricalDistribution): action_net has
+    sum(nvec) outputs, split in order; log-probabilities and entropies add over dimensions.
+    """
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.MultiDiscrete,
+                 net_arch=None, activation_fn: type[nn.Module] = nn.Tanh,
+                 ortho_init: bool = True):
+        if not isinstance(action_space, spaces.MultiDiscrete) or action_space.nvec.ndim != 1:
+            raise ValueError(f"MultiCategoricalActorCritic needs a MultiDiscrete action space "
+                             f"with a flat nvec, got {action_space}")
+        super().__init__(observation_space, action_space, net_arch, activation_fn, ortho_init)
+        self.nvec = [int(n) for n in action_space.nvec]
+        self.action_net = nn.Linear(self.mlp_extractor.latent_dim_pi, sum(self.nvec))
+        self._init_weights()
+
+    def get_distribution(self, obs: Tensor) -> list[Categorical]:
+        """One ``Categorical`` per action dimension (torch has no product distribution)."""
+        return [Categorical(logits=z) for z in torch.split(self.heads(obs)[0], self.nvec, -1)]
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """-> actions (B, len(nvec)) int64, values (B,), log_probs (B,)."""
+        logits, values = self.heads(obs)
+        actions = multi_categorical_sample(logits, self.nvec, deterministic)
+        return actions, values, multi_categorical_log_prob_entropy(logits, self.nvec, actions)[0]
+
+    def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> values (B,), log_probs (B,), entropy (B,) of the given actions (B, len(nvec))."""
+        logits, values = self.heads(obs)
+        return values, *multi_categorical_log_prob_entropy(logits, self.nvec, actions.long())
+
+
+class BernoulliActorCritic(MlpActorCritic):
+    """MultiBinary(n) actions: bit j is 1 with probability sigmoid(z_j), the bits independent
+    (SB3's BernoulliDistribution): action_net has n outputs, the logits z."""
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.MultiBinary,
+                 net_arch=None, activation_fn: type[nn.Module] = nn.Tanh,
+                 ortho_init: bool = True):
+        if not isinstance(action_space, spaces.MultiBinary) or len(action_space.shape) != 1:
+            raise ValueError(f"BernoulliActorCritic needs a flat MultiBinary(n) action space, "
+                             f"got {action_space}")
+        super().__init__(observation_space, action_space, net_arch, activation_fn, ortho_init)
+        self.action_net = nn.Linear(self.mlp_extractor.latent_dim_pi, int(action_space.n))
+        self._init_weights()
+
+    def get_distribution(self, obs: Tensor) -> Independent:
+        return Independent(Bernoulli(logits=self.heads(obs)[0]), 1)
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """-> actions (B, n) int64 (0 or 1), values (B,), log_probs (B,)."""
+        logits, values = self.heads(obs)
+        actions = bernoulli_sample(logits, deterministic)
+        return actions, values, bernoulli_log_prob_entropy(logits, actions)[0]
+
+    def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> values (B,), log_probs (B,), entropy (B,) of the given actions (B, n)."""
+        logits, values = self.heads(obs)
+        return values, *bernoulli_log_prob_entropy(logits, actions)
+
+
 def clip_actions(actions: np.ndarray, action_space: spaces.Space) -> np.ndarray:
     """Clip Box actions into the env's bounds (the log-prob stays the unclipped sample's)."""
     if isinstance(action_space, spaces.Box):
@@ -248,7 +315,12 @@ def policy_class_for(action_space: spaces.Space) -> type[MlpActorCritic]:
         return CategoricalActorCritic
     if isinstance(action_space, spaces.Box):
         return GaussianActorCritic
-    raise ValueError(f"action space {action_space} is not supported: use Discrete or Box")
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return MultiCategoricalActorCritic
+    if isinstance(action_space, spaces.MultiBinary):
+        return BernoulliActorCritic
+    raise ValueError(f"action space {action_space} is not supported: use Discrete, Box, "
+                     f"MultiDiscrete or MultiBinary")
 
 
 def observation_batch(obs: Any, space: spaces.Space) -> tuple[np.ndarray, bool]:

@@ -33,7 +33,8 @@ class Rollout:
     """The buffers of one rollout; shapes (T, N, ...) with T = n_steps, N = n_envs."""
 
     obs: Tensor          # (T, N, *obs_shape) observations the actions were chosen from
-    actions: Tensor      # (T, N) int64 for Discrete, (T, N, action_dim) unclipped for Box
+    actions: Tensor      # (T, N) int64 for Discrete, (T, N, action_dim) unclipped for Box,
+    #                      (T, N, len(nvec)) / (T, N, n) int64 for MultiDiscrete / MultiBinary
     rewards: Tensor      # (T, N) rewards, timeouts already bootstrapped
     dones: Tensor        # (T, N) 1.0 where the step ended the episode
     values: Tensor       # (T, N) V_old(s_t)
@@ -48,6 +49,8 @@ class Rollout:
         obs_dtype = torch.uint8 if observation_space.dtype == np.uint8 else torch.float32
         if isinstance(action_space, spaces.Discrete):
             actions = torch.zeros(n_steps, n_envs, dtype=torch.long)
+        elif isinstance(action_space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+            actions = torch.zeros(n_steps, n_envs, *action_space.shape, dtype=torch.long)
         else:
             actions = torch.zeros(n_steps, n_envs, *action_space.shape)
         obs = torch.zeros(n_steps, n_envs, *observation_space.shape, dtype=obs_dtype)

@@ -82,8 +82,11 @@ def test_refuses_unsupported_spaces():
     with pytest.raises(ValueError, match="not flat.*MlpPolicy"):
         check_spaces(gym.spaces.Box(0, 255, (4, 84, 84)), gym.spaces.Discrete(2))
     check_spaces(gym.spaces.Box(0, 255, (4, 84, 84)), gym.spaces.Discrete(2), flat_obs=False)
-    with pytest.raises(ValueError, match="MultiBinary.*Discrete and Box"):
-        check_spaces(box, gym.spaces.MultiBinary(3))
+    check_spaces(box, gym.spaces.MultiBinary(3))  # supported (tests/test_action_spaces.py)
+    with pytest.raises(ValueError, match="Tuple.*Discrete, Box, MultiDiscrete and MultiBinary"):
+        check_spaces(box, gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+    with pytest.raises(ValueError, match="MultiBinary actions must be flat"):
+        check_spaces(box, gym.spaces.MultiBinary([2, 2]))
     with pytest.raises(ValueError, match="Dict.*Box observation"):
         check_spaces(gym.spaces.Dict({"a": box}), gym.spaces.Discrete(2))
 
