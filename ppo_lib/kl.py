@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .validation import check_tensor
+from .validation import check_in_range, check_tensor
 
 
 def kl_categorical(p: Tensor, q: Tensor) -> Tensor:
@@ -53,3 +53,54 @@ def approx_kl(log_ratio: Tensor) -> Tensor:
     check_tensor("log_ratio", log_ratio)
     ratio = torch.exp(log_ratio)
     return ((ratio - 1) - log_ratio).mean()
+
+
+def adaptive_kl_coefficient(beta: float, kl: float, target_kl: float) -> float:
+    """PPO-penalty's update of the KL coefficient beta, once per update (lesson 07).
+
+    The adaptive-KL variant of the PPO paper (Schulman et al. 2017, "Proximal Policy
+    Optimization Algorithms", section 4) maximises
+
+        L^KLPEN = E_t[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]]
+
+    and after each update, with d = the KL the update measured and d_targ = ``target_kl``:
+
+        d < d_targ / 1.5  ->  beta <- beta / 2     (the policy barely moved: penalise less)
+        d > d_targ * 1.5  ->  beta <- beta * 2     (it moved too far: penalise more)
+        otherwise (both bounds included) beta stays.
+
+    ``kl`` may be a Python number or a 0-d tensor (it is read as a float, and may be a tiny
+    negative float32 rounding of 0); returns the new beta as a Python float.
+    """
+    check_in_range("beta", beta, 0.0, float("inf"), low_open=True, high_open=True)
+    check_in_range("target_kl", target_kl, 0.0, float("inf"), low_open=True, high_open=True)
+    check_in_range("kl", kl, float("-inf"), float("inf"), low_open=True, high_open=True)
+    beta, kl, target_kl = float(beta), float(kl), float(target_kl)
+    if kl < target_kl / 1.5:
+        return beta / 2
+    if kl > target_kl * 1.5:
+        return beta * 2
+    return beta
+
+
+def kl_penalty_loss(ratio: Tensor, advantages: Tensor, log_ratio: Tensor,
+                    beta: float) -> Tensor:
+    """PPO-penalty's policy loss (lesson 07): loss_klpen = -L^KLPEN, the quantity minimised.
+
+        loss_klpen = -mean_t(r_t A_t) + beta * approx_kl(log_ratio)
+
+    The KL term is the k3 estimate of KL[pi_old, pi] on the minibatch (``approx_kl``): the
+    rollout keeps log pi_old(a_t|s_t) only, not pi_old's whole distribution, and k3 is
+    unbiased on samples of pi_old, never negative, and the same for every action space. Its
+    gradient, mean((r_t - 1) grad log pi(a_t|s_t)), is 0 at pi = pi_old, as KL's is.
+    ``beta`` is a constant here: ``adaptive_kl_coefficient`` changes it between updates.
+    """
+    check_tensor("ratio", ratio)
+    check_tensor("advantages", advantages)
+    check_tensor("log_ratio", log_ratio)
+    if ratio.shape != advantages.shape or log_ratio.shape != ratio.shape:
+        raise ValueError(f"ratio, advantages and log_ratio must have one shape, got "
+                         f"{tuple(ratio.shape)}, {tuple(advantages.shape)} and "
+                         f"{tuple(log_ratio.shape)}")
+    check_in_range("beta", beta, 0.0, float("inf"), high_open=True)
+    return -(ratio * advantages).mean() + beta * approx_kl(log_ratio)

@@ -29,11 +29,11 @@ from torch import nn
 from .callbacks import BaseCallback, as_callback
 from .envs import VecEnv, check_spaces, make_vec_env
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
-from .kl import approx_kl
+from .kl import adaptive_kl_coefficient, approx_kl, kl_penalty_loss
 from .logger import Logger, rollout_row, train_row
-from .losses import ppo_loss_terms
+from .losses import PPOLossTerms, ppo_loss_terms, value_loss
 from .normalization import Normalizer
-from .persistence import load_model, save_model
+from .persistence import PLAIN_HPARAMS, load_model, save_model
 from .policies import clip_actions, observation_batch, policy_class_for, resolve_policy
 from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
@@ -66,11 +66,18 @@ class PPO:
     advantage_fn: replaces ``ppo_lib.returns.gae`` (same signature).
     loss_fn: replaces ``ppo_lib.losses.ppo_loss`` (same signature); the logged terms are
         then the reference's, computed without gradient.
+    kl_penalty: None (PPO-Clip) or the initial beta of PPO-penalty, the adaptive-KL variant
+        of the PPO paper (section 4; lesson 07; SB3 has no such option): the policy loss
+        is ``ppo_lib.kl.kl_penalty_loss``, -mean(r A) + beta * approx_kl, without the clip,
+        and after each update beta <- ``adaptive_kl_coefficient(beta, approx_kl,
+        kl_penalty_target)`` (approx_kl as logged), logged as ``train/kl_coef`` (the beta
+        the update used). ``model.kl_penalty`` holds the current beta. The reference step
+        only (no fast path); not with ``loss_fn``.
 
     ``model.fast_path`` (True by default, not an argument): MLP policies take the gradient
     step written out (``ppo_lib.fastpath``), the same numbers as the reference step up to
-    float32 rounding; False, or a loss_fn, a CNN, a frozen parameter, a forward hook or an
-    optimizer other than the built-in Adam: the reference step ``train`` shows.
+    float32 rounding; False, or a loss_fn, kl_penalty, a CNN, a frozen parameter, a forward
+    hook or an optimizer other than the built-in Adam: the reference step ``train`` shows.
     """
 
     def __init__(self, policy: str | type[nn.Module] = "MlpPolicy", env: Any = None,
@@ -84,12 +91,22 @@ class PPO:
                  normalize_reward: bool = False, policy_kwargs: dict | None = None,
                  tensorboard_log: str | None = None, seed: int | None = None,
                  verbose: int = 0, advantage_fn: Callable | None = None,
-                 loss_fn: Callable | None = None,
+                 loss_fn: Callable | None = None, kl_penalty: float | None = None,
+                 kl_penalty_target: float = 0.01,
                  observation_space: spaces.Space | None = None,
                  action_space: spaces.Space | None = None):
         check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
                               clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
                               target_kl)
+        if kl_penalty is not None:
+            check_in_range("kl_penalty", kl_penalty, 0.0, float("inf"), low_open=True,
+                           high_open=True)
+            if loss_fn is not None:
+                raise ValueError("kl_penalty and loss_fn cannot both be set: kl_penalty "
+                                 "replaces the clipped policy loss, loss_fn the whole loss")
+        check_in_range("kl_penalty_target", kl_penalty_target, 0.0, float("inf"),
+                       low_open=True, high_open=True)
+        self.kl_penalty, self.kl_penalty_target = kl_penalty, kl_penalty_target
         self.policy_name = policy if isinstance(policy, str) else None
         policy_cls = resolve_policy(policy)
         self.n_steps, self.batch_size, self.n_epochs = n_steps, batch_size, n_epochs
@@ -198,6 +215,7 @@ class PPO:
             for each of n_epochs passes, for each shuffled minibatch of batch_size samples:
                 A <- (A - mean A) / (std A + 1e-8)               (per minibatch, as SB3)
                 loss = ppo_loss(r, A, V, R, H)                   (minibatch_loss)
+                       (PPO-penalty: -mean(r A) + beta KL in place of the clipped term)
                 stop the update if approx_kl > 1.5 * target_kl
                 theta <- Adam(theta, clip(grad loss, max_grad_norm))
         """
@@ -244,8 +262,13 @@ class PPO:
         last_loss = loss.item()
         check_finite_parameters(self.policy, last_loss, self.n_updates, self.num_timesteps,
                                 learning_rate)
-        return train_row(logged, kls, last_loss, self.rollout, self.policy, self.n_updates,
-                         learning_rate, clip_range, clip_range_vf)
+        row = train_row(logged, kls, last_loss, self.rollout, self.policy, self.n_updates,
+                        learning_rate, clip_range, clip_range_vf)
+        if self.kl_penalty is not None:  # PPO-penalty: beta follows the KL this update made
+            row["train/kl_coef"] = self.kl_penalty
+            self.kl_penalty = adaptive_kl_coefficient(self.kl_penalty, row["train/approx_kl"],
+                                                      self.kl_penalty_target)
+        return row
 
     def normalized_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
         """A <- (A - mean A) / (std A + 1e-8) within a minibatch, when normalize_advantage
@@ -266,6 +289,12 @@ class PPO:
         ratio = torch.exp(log_ratio)
         args = (ratio, advantages, values, batch.returns, entropy, clip_range,
                 self.vf_coef, self.ent_coef, batch.old_values, clip_range_vf)
+        if self.kl_penalty is not None:  # PPO-penalty: loss_klpen = -L^KLPEN, no clip
+            policy = kl_penalty_loss(ratio, advantages, log_ratio, self.kl_penalty)
+            value = value_loss(values, batch.returns, batch.old_values, clip_range_vf)
+            terms = PPOLossTerms(policy + self.vf_coef * value - self.ent_coef * entropy.mean(),
+                                 policy, value, entropy.mean())
+            return terms.total, terms, log_ratio, ratio
         if self.loss_fn is None:
             terms = ppo_loss_terms(*args)
             return terms.total, terms, log_ratio, ratio
@@ -276,8 +305,8 @@ class PPO:
 
     def _fast_step(self) -> MlpGradientStep | None:
         """The written-out gradient step (``ppo_lib.fastpath``), or None: the reference."""
-        if not self.fast_path or self.loss_fn is not None:
-            return None
+        if not self.fast_path or self.loss_fn is not None or self.kl_penalty is not None:
+            return None  # the fast path knows only the clipped loss
         self._gradient_step = fast_gradient_step(self.policy, self.optimizer,
                                                  self._gradient_step)
         return self._gradient_step
@@ -334,6 +363,10 @@ class PPO:
     def save(self, path: str | os.PathLike) -> str:
         """Write the model to ``path`` (".pt" added when it has no suffix), atomically, as
         plain data that ``torch.load(path, weights_only=True)`` reads. Returns the path."""
+        if self.kl_penalty is not None and "kl_penalty" not in PLAIN_HPARAMS:
+            raise NotImplementedError(
+                f"PPO.save cannot write kl_penalty yet (the current beta {self.kl_penalty}): "
+                f"a file without it would load as PPO-Clip; nothing was written")
         return save_model(self, path)
 
     @classmethod

@@ -9,7 +9,7 @@ import torch
 from ppo_lib.course import grading
 from ppo_lib.course.exercises import lesson07
 
-IDS = ["diagnose_runs", "should_stop_early"]
+IDS = ["diagnose_runs", "should_stop_early", "adaptive_kl_coefficient"]
 
 
 def test_the_exercises_belong_to_lesson_07():
@@ -73,3 +73,43 @@ def with_numpy(approx_kl, target_kl):
                          ids=lambda f: f.__name__)
 def test_right_should_stop_early_pass(answer, capsys):
     assert grading.check("should_stop_early", answer), capsys.readouterr().out
+
+
+def solution_07_beta(beta, kl, target_kl):
+    """The body of solutions/07_diagnostics_and_tuning.ipynb."""
+    if kl < target_kl / 1.5:
+        return beta / 2
+    if kl > target_kl * 1.5:
+        return beta * 2
+    return beta
+
+
+def multiplied_out(beta, kl, target_kl):  # 1.5 * kl < target_kl: same on the exact bounds
+    kl = float(kl)
+    return beta * 0.5 if 1.5 * kl < target_kl else beta * 2.0 if kl > 1.5 * target_kl else beta
+
+
+def with_a_factor(beta, kl, target_kl):
+    factor = 1.0
+    if float(kl) > 1.5 * target_kl:
+        factor = 2.0
+    elif float(kl) < target_kl / 1.5:
+        factor = 0.5
+    return float(beta * factor)
+
+
+def with_tensor_kl(beta, kl, target_kl):
+    kl = torch.as_tensor(kl, dtype=torch.float64)
+    return beta / 2 if (kl < target_kl / 1.5).item() else (
+        beta * 2 if (kl > target_kl * 1.5).item() else beta)
+
+
+@pytest.mark.parametrize("answer", [solution_07_beta, multiplied_out, with_a_factor,
+                                    with_tensor_kl], ids=lambda f: f.__name__)
+def test_right_adaptive_kl_coefficient_pass(answer, capsys):
+    assert grading.check("adaptive_kl_coefficient", answer), capsys.readouterr().out
+
+
+def test_adaptive_kl_coefficient_reference_is_the_library_function():
+    from ppo_lib.kl import adaptive_kl_coefficient
+    assert grading.EXERCISES["adaptive_kl_coefficient"].reference is adaptive_kl_coefficient

@@ -81,3 +81,56 @@ def test_categorical_mean_kl_from_logits():
     got.backward()
     assert logits.grad[1].abs().max() < 1e-6   # a row where the policies agree: no pull
     assert logits.grad[0, 0] > 0               # KL grows as logit 0 moves further away
+
+
+# --- PPO-penalty (lesson 07) -----------------------------------------------------------
+
+from ppo_lib.kl import adaptive_kl_coefficient, kl_penalty_loss  # noqa: E402
+
+
+@pytest.mark.parametrize("kl, beta_after", [
+    (0.001, 0.5), (3 / 256 / 1.5 - 1e-9, 0.5),      # below d_targ / 1.5: halve
+    (3 / 256 / 1.5, 1.0), (3 / 256, 1.0), (3 / 256 * 1.5, 1.0),   # the band, bounds included
+    (3 / 256 * 1.5 + 1e-9, 2.0), (0.5, 2.0),         # above d_targ * 1.5: double
+    (-4e-9, 0.5),                                    # float32 rounding of a KL of 0
+])
+def test_adaptive_kl_coefficient_follows_the_papers_rule(kl, beta_after):
+    assert adaptive_kl_coefficient(1.0, kl, 3 / 256) == beta_after
+
+
+def test_adaptive_kl_coefficient_takes_a_tensor_and_returns_a_float():
+    out = adaptive_kl_coefficient(0.3, torch.tensor(0.05), 0.01)
+    assert type(out) is float and out == 0.6
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0.0, 0.01, 0.01), "beta"), ((-1.0, 0.01, 0.01), "beta"), ((float("inf"), 0.01, 0.01), "beta"),
+    ((1.0, float("nan"), 0.01), "kl"), ((1.0, 0.01, 0.0), "target_kl"),
+    ((1.0, 0.01, None), "target_kl"),
+])
+def test_adaptive_kl_coefficient_names_bad_arguments(args, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        adaptive_kl_coefficient(*args)
+
+
+def test_kl_penalty_loss_is_minus_r_a_plus_beta_k3():
+    log_ratio = T([0.1, -0.2, 0.05, 0.3])
+    ratio, adv = log_ratio.exp(), T([1.0, -0.5, 2.0, -1.0])
+    k3 = ((ratio - 1) - log_ratio).mean()
+    assert torch.allclose(kl_penalty_loss(ratio, adv, log_ratio, 0.7),
+                          -(ratio * adv).mean() + 0.7 * k3)
+    # by hand, the first sample alone: -(e^0.1 * 1) + 0.7 * ((e^0.1 - 1) - 0.1)
+    one = kl_penalty_loss(ratio[:1], adv[:1], log_ratio[:1], 0.7).item()
+    assert math.isclose(one, -math.exp(0.1) + 0.7 * (math.exp(0.1) - 1 - 0.1), rel_tol=1e-6)
+
+
+def test_kl_penalty_gradient_is_zero_kl_gradient_at_the_old_policy():
+    log_ratio = torch.zeros(5, requires_grad=True)
+    adv = T([1.0, -1.0, 0.5, 0.0, 2.0])
+    kl_penalty_loss(log_ratio.exp(), adv, log_ratio, 3.0).backward()
+    assert torch.allclose(log_ratio.grad, -adv / 5)  # beta's term adds nothing at r = 1
+
+
+def test_kl_penalty_loss_names_mismatched_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        kl_penalty_loss(torch.ones(3), torch.ones(4), torch.zeros(3), 1.0)

@@ -383,3 +383,105 @@ def test_every_preset_states_its_budget():
         assert isinstance(presets.budget(name), int) and presets.budget(name) > 0
     with pytest.raises(ValueError, match="unknown preset 'cartpol'"):
         presets.budget("cartpol")
+
+
+# --- PPO-penalty (kl_penalty): the adaptive-KL variant of the PPO paper, lesson 07 -------
+
+from ppo_lib.kl import adaptive_kl_coefficient  # noqa: E402
+from ppo_lib.persistence import PLAIN_HPARAMS  # noqa: E402
+from ppo_lib.rollout import Minibatch  # noqa: E402
+from ppo_lib.sweeps import HEALTHY  # noqa: E402
+
+
+@pytest.mark.parametrize("target, factor", [(1e-7, 2.0), (10.0, 0.5)])
+def test_kl_penalty_doubles_and_halves_beta_as_the_rule_says(target, factor):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, kl_penalty_target=target,
+                **dict(SMALL, batch_size=8)).learn(128)  # 4 steps an epoch: approx_kl > 1e-6
+    betas, kls = model.logger.get("train/kl_coef"), model.logger.get("train/approx_kl")
+    assert betas == [factor ** k for k in range(4)]  # the beta each update used
+    assert model.kl_penalty == factor ** 4          # and the one the next update will use
+    for k in range(3):
+        assert betas[k + 1] == adaptive_kl_coefficient(betas[k], kls[k], target)
+
+
+def test_kl_penalty_follows_the_rule_on_every_update_of_a_run():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, kl_penalty_target=0.01,
+                **HEALTHY).learn(4096)
+    betas, kls = model.logger.get("train/kl_coef"), model.logger.get("train/approx_kl")
+    for k in range(len(betas) - 1):
+        assert betas[k + 1] == adaptive_kl_coefficient(betas[k], kls[k], 0.01)
+    assert {b2 / b1 for b1, b2 in zip(betas, betas[1:])} == {0.5, 1.0, 2.0}  # every branch
+
+
+def test_kl_penalty_loss_equals_the_formula_on_a_hand_made_batch():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=0.7, vf_coef=0.5,
+                ent_coef=0.01, clip_range_vf=0.2)
+    torch.manual_seed(1)
+    batch = Minibatch(obs=torch.randn(6, 4), actions=torch.tensor([0, 1, 1, 0, 1, 0]),
+                      old_values=torch.randn(6), old_log_probs=torch.log(torch.full((6,), 0.4)),
+                      advantages=torch.randn(6), returns=torch.randn(6))
+    adv = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0, -1.0])
+    loss, terms, log_ratio, ratio = model.minibatch_loss(batch, adv, clip_range=0.2,
+                                                         clip_range_vf=0.2)
+    values, log_probs, entropy = model.policy.evaluate_actions(batch.obs, batch.actions)
+    r = torch.exp(log_probs - batch.old_log_probs)
+    assert (r - 1).abs().max() > 0.2  # ratios outside the clip band: no clip is applied
+    k3 = ((r - 1) - torch.log(r)).mean()
+    v = batch.old_values + torch.clamp(values - batch.old_values, -0.2, 0.2)
+    policy = -(r * adv).mean() + 0.7 * k3
+    want = policy + 0.5 * ((batch.returns - v) ** 2).mean() - 0.01 * entropy.mean()
+    torch.testing.assert_close(terms.policy, policy)
+    torch.testing.assert_close(loss, want)
+    loss.backward()  # the reference path: the loss carries the gradient
+    assert all(p.grad is not None for p in model.policy.parameters())
+
+
+def test_kl_penalty_takes_the_reference_step_whatever_fast_path_says():
+    runs = []
+    for fast_path in (True, False):
+        model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, seed=3, kl_penalty=1.0, **SMALL)
+        model.fast_path = fast_path
+        model.learn(128)
+        runs.append([p.detach().clone() for p in model.policy.parameters()])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # bit for bit: both are the reference
+
+
+def test_kl_penalty_learns_cartpole():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, kl_penalty_target=0.01,
+                **HEALTHY).learn(16_000)
+    assert model.logger.get("rollout/ep_rew_mean")[-1] > 100  # random play scores about 22
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kl_penalty=0.0), "kl_penalty"), (dict(kl_penalty=-1.0), "kl_penalty"),
+    (dict(kl_penalty=float("inf")), "kl_penalty"),
+    (dict(kl_penalty_target=0.0), "kl_penalty_target"),
+    (dict(kl_penalty=1.0, loss_fn=ppo_loss), "loss_fn"),
+])
+def test_kl_penalty_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PPO("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_clip_runs_log_no_kl_coef():
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL).learn(32)
+    assert "train/kl_coef" not in model.logger.rows[-1] and model.kl_penalty is None
+
+
+@pytest.mark.skipif("kl_penalty" not in PLAIN_HPARAMS,
+                    reason="ppo_lib.persistence does not write kl_penalty yet")
+def test_save_load_keeps_the_current_beta(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, kl_penalty_target=1e-7,
+                **SMALL).learn(64)
+    assert model.kl_penalty == 4.0
+    loaded = PPO.load(model.save(tmp_path / "m"))
+    assert (loaded.kl_penalty, loaded.kl_penalty_target) == (4.0, 1e-7)
+
+
+@pytest.mark.skipif("kl_penalty" in PLAIN_HPARAMS, reason="persistence writes kl_penalty")
+def test_save_refuses_a_kl_penalty_it_cannot_write(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, **SMALL)
+    with pytest.raises(NotImplementedError, match="kl_penalty"):
+        model.save(tmp_path / "m")
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -1,4 +1,5 @@
-"""Lesson 07 exercises: diagnosing runs from their metrics, and target_kl early stopping."""
+"""Lesson 07 exercises: diagnosing runs from their metrics, target_kl early stopping and
+PPO-penalty's adaptive KL coefficient."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 import torch
 
+from ...kl import adaptive_kl_coefficient
 from ..grading import Case, Exercise, Mistake, register
+from .cases import Known, graded_case, mistakes_of
 
 # ---------------------------------------------------------------------------------------
 # diagnose_runs: the learner's function diagnose_runs() returns a dict mapping each broken run
@@ -186,3 +189,110 @@ register(Exercise(
     id="should_stop_early", lesson="07", title="target_kl early stopping (1.5 x target_kl)",
     cases=_should_stop_early_cases, reference=should_stop_early,
     mistakes=_should_stop_early_mistakes))
+
+
+# ---------------------------------------------------------------------------------------
+# adaptive_kl_coefficient (kind "function"): PPO-penalty's beta update (PPO paper, sec. 4),
+# graded against ppo_lib.kl.adaptive_kl_coefficient.
+
+def _rule(beta, kl, target_kl, low=1 / 1.5, high=1.5, down=0.5, up=2.0):
+    kl = float(kl)
+    if kl < target_kl * low:
+        return beta * down
+    if kl > target_kl * high:
+        return beta * up
+    return beta
+
+
+ADAPTIVE_KL_KNOWN = [
+    Known("branches swapped", lambda beta, kl, target_kl: _rule(beta, kl, target_kl, down=2.0,
+                                                                up=0.5),
+          "branches are swapped",
+          "the branches are swapped: a small KL means the penalty holds the policy back too "
+          "much, so beta is halved"),
+    Known("1.5 as the factor", lambda beta, kl, target_kl: _rule(beta, kl, target_kl,
+                                                                 down=1 / 1.5, up=1.5),
+          "factor 1.5", "you scale beta by the factor 1.5: 1.5 sets the bands, beta is "
+          "doubled or halved"),
+    Known("compared with target_kl itself", lambda beta, kl, target_kl:
+          _rule(beta, kl, target_kl, low=1.0, high=1.0),
+          "compare with the bands", "you compare with target_kl itself: compare with the bands "
+          "target_kl / 1.5 and target_kl * 1.5"),
+    Known("<= and >= at the bounds", lambda beta, kl, target_kl:
+          (beta / 2 if float(kl) <= target_kl / 1.5 else
+           beta * 2 if float(kl) >= target_kl * 1.5 else beta),
+          "strictly", "you change beta on the bounds: only strictly below target_kl / 1.5 or "
+          "strictly above target_kl * 1.5 does it change"),
+    Known("target_kl fixed at 0.01", lambda beta, kl, target_kl: _rule(beta, kl, 0.01),
+          "target_kl argument", "you use a fixed target of 0.01: use the target_kl argument"),
+    Known("beta reset to 1", lambda beta, kl, target_kl: _rule(1.0, kl, target_kl),
+          "beta argument", "you start from 1, not from the beta argument: the rule scales the "
+          "current beta"),
+    Known("moves beta toward target_kl", lambda beta, kl, target_kl:
+          beta + (target_kl - float(kl)),
+          "wrong direction", "you move beta by target_kl - kl: beta is a penalty weight, "
+          "doubled or halved, and it grows when the KL is too large (the wrong direction "
+          "otherwise)"),
+]
+
+
+def _a_python_number(got: Any) -> str | None:
+    if isinstance(got, torch.Tensor):
+        return ("you return a tensor: return a Python float (the trainer keeps beta between "
+                "updates and logs it), e.g. float(...) or .item()")
+    if not isinstance(got, (float, int)) or isinstance(got, bool):
+        return f"expected a Python float, got {type(got).__name__}"
+    return None
+
+
+def _adaptive_kl_cases() -> list[Case]:
+    ref, known = adaptive_kl_coefficient, ADAPTIVE_KL_KNOWN
+    # 3/256 = 0.01171875: its / 1.5 and * 1.5 are exact floats (0.0078125, 0.017578125), so
+    # "kl < target_kl / 1.5" and "1.5 * kl < target_kl" agree on the bounds
+    edge = 3 / 256
+    return [
+        graded_case("KL well below the band: halve", ref, (1.0, 0.001, 0.01), known=known,
+                    hint="d = 0.001 < d_targ / 1.5: the policy barely moved, the penalty is "
+                         "too strong: beta <- beta / 2"),
+        graded_case("KL well above the band: double", ref, (1.0, 0.05, 0.01), known=known,
+                    hint="d = 0.05 > d_targ * 1.5: the policy moved too far: beta <- beta * 2"),
+        graded_case("KL on target: keep", ref, (1.0, 0.01, 0.01), known=known,
+                    hint="d = d_targ is inside [d_targ / 1.5, d_targ * 1.5]: beta stays"),
+        graded_case("KL just below target, inside the band: keep", ref, (0.5, 0.008, 0.01),
+                    known=known, hint="0.008 is below d_targ but above d_targ / 1.5: compare "
+                                      "with the bands, not with d_targ; beta stays"),
+        graded_case("KL just above target, inside the band: keep", ref, (0.5, 0.013, 0.01),
+                    known=known, hint="0.013 is above d_targ but below d_targ * 1.5: compare "
+                                      "with the bands, not with d_targ; beta stays"),
+        graded_case("exactly d_targ / 1.5: keep", ref, (2.0, edge / 1.5, edge), known=known,
+                    hint="the rule is strict: beta is halved only when d < d_targ / 1.5"),
+        graded_case("exactly d_targ * 1.5: keep", ref, (2.0, edge * 1.5, edge), known=known,
+                    hint="the rule is strict: beta is doubled only when d > d_targ * 1.5"),
+        graded_case("another beta, KL too large", ref, (0.3, 0.1, 0.02), known=known,
+                    hint="scale the beta argument: 0.3 * 2"),
+        graded_case("another target_kl, inside its band", ref, (1.0, 0.04, 0.05), known=known,
+                    hint="use the target_kl argument: 0.04 is inside [0.05 / 1.5, 0.05 * 1.5]"),
+        graded_case("another beta, KL too small", ref, (0.25, 0.0001, 0.02), known=known,
+                    hint="scale the beta argument: 0.25 / 2"),
+        graded_case("kl as a 0-d tensor", ref, (1.0, torch.tensor(0.05), 0.01), known=known,
+                    hint="kl may arrive as a 0-d tensor (approx_kl): compare it as a number",
+                    then=_a_python_number),
+        graded_case("a Python float back", ref, (1.0, 0.001, 0.01), known=known,
+                    hint="return a Python float, not a tensor", then=_a_python_number),
+    ]
+
+
+def _adaptive_kl_mistakes() -> list[Mistake]:
+    return mistakes_of(ADAPTIVE_KL_KNOWN) + [
+        Mistake("a tensor returned", lambda beta, kl, target_kl: torch.where(
+            torch.as_tensor(kl) < target_kl / 1.5, torch.tensor(beta / 2),
+            torch.where(torch.as_tensor(kl) > target_kl * 1.5, torch.tensor(beta * 2),
+                        torch.tensor(float(beta)))), hint="return a Python float"),
+    ]
+
+
+register(Exercise(
+    id="adaptive_kl_coefficient", lesson="07",
+    title="PPO-penalty: adapt the KL coefficient beta (PPO paper, section 4)",
+    cases=_adaptive_kl_cases, reference=adaptive_kl_coefficient,
+    mistakes=_adaptive_kl_mistakes))
