@@ -2,10 +2,11 @@
 
 TRPO solves, at every iteration (Schulman et al. 2015, "Trust Region Policy Optimization"):
 
-    maximise_theta   L(theta) = mean_t  pi_theta(a_t|s_t) / pi_old(a_t|s_t) * A_t
+    maximise_theta   L^CPI(theta) = mean_t  pi_theta(a_t|s_t) / pi_old(a_t|s_t) * A_t
     subject to       KL_mean(theta) = mean_t KL(pi_old(.|s_t) || pi_theta(.|s_t)) <= delta
 
-With L linearised (gradient g) and the KL expanded to second order (its Hessian is the
+(L^CPI, the PPO paper's name for this surrogate objective, is maximised.) With L^CPI
+linearised (gradient g) and the KL expanded to second order (its Hessian is the
 Fisher matrix F), the solution is the natural-gradient step
 
     theta_new = theta_old + sqrt(2 delta / (g^T F^-1 g)) * F^-1 g
@@ -134,7 +135,7 @@ def action_log_probs(logits: Tensor, actions: Tensor) -> Tensor:
 
 def surrogate_objective(logits: Tensor, actions: Tensor, old_log_probs: Tensor,
                         advantages: Tensor) -> Tensor:
-    """L(theta) = mean_t r_t(theta) A_t, r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t) (to maximise).
+    """L^CPI(theta) = mean_t r_t(theta) A_t, r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t) (to maximise).
 
     Its gradient at theta = theta_old is the vanilla policy gradient g.
     """
@@ -148,10 +149,12 @@ class TRPOInfo:
 
     step_size: float            # sqrt(2 delta / g^T F^-1 g), the full step's length along F^-1 g
     kl: float                   # mean KL(pi_old || pi_new) reached (0.0 if rejected)
-    improvement: float          # L(theta_new) - L(theta_old) (0.0 if rejected)
+    improvement: float          # L^CPI(theta_new) - L^CPI(theta_old) (0.0 if rejected)
     expected_improvement: float  # g^T (full step), the linear model's prediction
     backtracks: int             # how many times the step was halved
     accepted: bool              # False: no step within max_backtracks satisfied both tests
+    fisher_vector_products: int = 0  # F v products made: the CG iterations + 1 for x^T F x;
+    #                                  each costs two backward passes (double backprop)
 
 
 def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tensor,
@@ -159,7 +162,7 @@ def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tenso
               backtrack_coef: float = 0.5, max_backtracks: int = 10) -> TRPOInfo:
     """One TRPO update of a categorical ``policy`` (a module mapping obs to logits), in place.
 
-    1. g = grad L(theta_old)                          (the policy gradient)
+    1. g = grad L^CPI(theta_old)                      (the policy gradient)
     2. x = F^-1 g by ``conjugate_gradient`` with Fisher-vector products
     3. full step = sqrt(2 delta / x^T F x) * x         (x^T F x = g^T F^-1 g)
     4. line search: try theta_old + backtrack_coef^k * full step, k = 0, 1, ..., and keep
@@ -179,11 +182,17 @@ def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tenso
     surrogate = surrogate_objective(policy(obs), actions, old_log_probs, advantages)
     g = flat_grad(surrogate, params)
     mean_kl = categorical_mean_kl(old_logits, policy(obs))
-    Fvp = functools.partial(fisher_vector_product, mean_kl, params, damping=damping)
+    n_products = 0
+
+    def Fvp(vector: Tensor) -> Tensor:
+        nonlocal n_products
+        n_products += 1
+        return fisher_vector_product(mean_kl, params, vector, damping=damping)
+
     x = conjugate_gradient(Fvp, g, iters=cg_iters)
     x_F_x = torch.dot(x, Fvp(x))
     if not torch.isfinite(x_F_x) or x_F_x <= 0:   # zero gradient: nothing to do
-        return TRPOInfo(0.0, 0.0, 0.0, 0.0, 0, False)
+        return TRPOInfo(0.0, 0.0, 0.0, 0.0, 0, False, n_products)
     step_size = math.sqrt(2 * delta / x_F_x.item())
     full_step = step_size * x
     expected_improvement = torch.dot(g, full_step).item()
@@ -199,9 +208,10 @@ def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tenso
             improvement = surrogate_objective(logits, actions, old_log_probs,
                                               advantages).item() - old_surrogate
         if kl <= delta and improvement > 0:
-            return TRPOInfo(step_size, kl, improvement, expected_improvement, k, True)
+            return TRPOInfo(step_size, kl, improvement, expected_improvement, k, True,
+                            n_products)
     vector_to_parameters(old_params, params)
-    return TRPOInfo(step_size, 0.0, 0.0, expected_improvement, max_backtracks, False)
+    return TRPOInfo(step_size, 0.0, 0.0, expected_improvement, max_backtracks, False, n_products)
 
 
 def train_trpo(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int = 16,
