@@ -135,7 +135,9 @@ def action_log_probs(logits: Tensor, actions: Tensor) -> Tensor:
 
 def surrogate_objective(logits: Tensor, actions: Tensor, old_log_probs: Tensor,
                         advantages: Tensor) -> Tensor:
-    """L^CPI(theta) = mean_t r_t(theta) A_t, r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t) (to maximise).
+    """L^CPI(theta) = mean_t r_t(theta) A_t, r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t).
+
+    An objective (maximised): TRPO's surrogate, lesson 02 eq. 2.2.
 
     Its gradient at theta = theta_old is the vanilla policy gradient g.
     """

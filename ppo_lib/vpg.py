@@ -6,11 +6,12 @@ The algorithm box (Williams 1992; Spinning Up's "VPG"):
         1. run the policy pi_theta for one episode in each of N envs       collect_episodes
         2. reward-to-go  G_t = sum_{t' >= t} gamma^(t'-t) r_t'               (inside it)
         3. advantages    A_t = G_t - V(s_t)   (V = 0 without a baseline)     baseline_advantages
-        4. one gradient step on  L^PG = -mean_t log pi_theta(a_t|s_t) A_t    policy_update
+        4. one gradient step on  loss_pg = -L^PG = -mean_t log pi A_t        policy_update
         5. fit V(s_t) to G_t by regression                                   fit_value_function
 
-The gradient of L^PG is (minus) the policy gradient theorem's estimate
-grad J = E[ grad log pi_theta(a_t|s_t) A_t ]. Nothing limits how far one step moves the
+L^PG = mean_t log pi_theta(a_t|s_t) A_t is the objective (maximised) whose gradient is the
+policy gradient theorem's estimate grad J = E[ grad log pi_theta(a_t|s_t) A_t ]; the code
+minimises the loss loss_pg = -L^PG (lesson 01, eq. 1.2). Nothing limits how far one step moves the
 policy: that is the collapse lesson 01 shows and lessons 02-03 fix.
 
 Policies here are plain ``nn.Module`` s mapping observations (B, obs_dim) to logits
@@ -159,7 +160,9 @@ def baseline_advantages(returns: Tensor, values: Tensor, normalize: bool = True)
 
 def policy_update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: EpisodeBatch,
                   advantages: Tensor, loss_fn: Callable = policy_gradient_loss) -> float:
-    """One gradient step on L^PG = -mean_t log pi_theta(a_t|s_t) A_t; returns L^PG."""
+    """One gradient step on loss_pg = -L^PG = -mean_t log pi_theta(a_t|s_t) A_t.
+
+    Returns loss_pg (before the step)."""
     log_probs = Categorical(logits=policy(batch.obs)).log_prob(batch.actions)
     loss = loss_fn(log_probs, advantages)
     optimizer.zero_grad()

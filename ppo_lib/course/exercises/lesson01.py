@@ -19,7 +19,7 @@ from ...vpg import baseline_advantages
 from .cases import ITEM_SAYS, Known, graded_case, from_a_network, mistakes_of
 
 # ---------------------------------------------------------------------------------------
-# policy_gradient_loss: L^PG = -mean_t log pi(a_t|s_t) A_t
+# policy_gradient_loss: loss_pg = -L^PG = -mean_t log pi(a_t|s_t) A_t  (eq. 1.2)
 
 
 def _pg_inputs(seed: int, shape: tuple) -> tuple[Tensor, Tensor]:
@@ -43,7 +43,8 @@ def _pg_flag_off(log_probs, advantages):
 
 PG_KNOWN = [
     Known("missing minus sign", lambda lp, a: (lp * a.detach()).mean(), "minus sign",
-          "the minus sign is missing: the loss is minimised, the objective maximised"),
+          "the minus sign is missing: the loss loss_pg = -L^PG is minimised, the objective L^PG "
+          "maximised"),
     Known("sum instead of mean", lambda lp, a: -(lp * a.detach()).sum(), "take the mean",
           "you sum over steps: take the mean, so the step size does not grow with the batch"),
     Known("divides the sum by len(log_probs)",
@@ -111,7 +112,7 @@ def _pg_cases() -> list[Case]:
         return graded_case(name, policy_gradient_loss, _pg_inputs(seed, shape), hint=hint,
                           known=PG_KNOWN)
     return [
-        case("one step", 0, (1,), "L = -log pi(a|s) * A: mind the minus sign, and use "
+        case("one step", 0, (1,), "loss_pg = -log pi(a|s) * A: mind the minus sign, and use "
                                   "log_probs as given (they are already logarithms)"),
         case("six steps", 1, (6,), "average over steps with .mean(), so the step size does "
                                    "not grow with the batch"),

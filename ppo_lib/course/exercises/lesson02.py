@@ -324,7 +324,7 @@ STEP_KNOWN = [
           "you scale a unit vector by delta: the length is sqrt(2 delta / g^T F^-1 g), not a "
           "unit direction times delta"),
     Known("steps downhill (minus sign)", _step_descent, "uphill",
-          "your step points downhill: TRPO maximises the surrogate, the step is +sqrt(...) "
+          "your step points downhill: TRPO maximises the surrogate L^CPI, the step is +sqrt(...) "
           "F^-1 g (uphill)"),
 ]
 

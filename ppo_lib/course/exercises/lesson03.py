@@ -45,7 +45,8 @@ CSL_KNOWN = [
           "you take the min of the RATIOS and multiply by A: the min is over the products r A "
           "and clip(r) A (for A < 0 the order flips)"),
     Known("returns the objective, not the loss", lambda r, a, eps: _surrogate(r, a, eps).mean(),
-          "sign is flipped", "you return the objective: the loss to minimise is -mean(min(...))"),
+          "sign is flipped", "you return the objective L^CLIP: the loss to minimise is "
+          "loss_clip = -L^CLIP = -mean(min(...))"),
     Known("only the clipped term", lambda r, a, eps: -(_clamp(r, eps) * a).mean(),
           "only the clipped term",
           "you use only the clipped term: take min(r A, clip(r) A), the unclipped term "
@@ -130,7 +131,8 @@ def clipped_surrogate_loss_cases() -> list[Case]:
         case("clip the ratio, not the product r A", (T([1.1, 0.95]), T([3.0, -2.0]), 0.2),
              hint="clip(r, 1 - eps, 1 + eps) * A, not clip(r * A, 1 - eps, 1 + eps)"),
         case("mean over samples, as a loss to minimise", (ratio, adv, 0.2),
-             hint=("return the LOSS -mean(min(...)) (the objective with a minus sign), averaged "
+             hint=("return the LOSS loss_clip = -L^CLIP = -mean(min(...)) (the objective with a "
+                   "minus sign), averaged "
                    "with .mean(), not .sum()")),
         case("clip_range is an argument (0.1 here)", (T([1.15, 0.85]), T([1.0, -1.0]), 0.1),
              hint="use clip_range, not a hard-coded 0.2"),

@@ -119,7 +119,7 @@ CG_KNOWN = [
           "you average: return one value per sample, a tensor shaped like ratio"),
     Known("gradient of the loss (minus sign)", _loss_gradient, "objective",
           "you return the gradient of the loss: this is d/dr of the objective "
-          "min(r A, clip(r) A), without the minus sign"),
+          "min(r A, clip(r) A) (a term of L^CLIP), without the minus sign of loss_clip"),
     Known("squeezes the result", _squeezed, "no squeeze()",
           "you squeeze the result: keep the shape of ratio (no squeeze())"),
     Known("writes into the caller's advantages", _in_place, "compute into new tensors"),
