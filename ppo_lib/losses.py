@@ -1,9 +1,12 @@
 """The losses PPO minimises (lessons 01, 03, 04 and 05).
 
 Symbols: ratio r_t = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t), advantages A_t,
-clip_range eps, values V(s_t), returns (the GAE lambda-returns), entropy H(pi(.|s_t)),
-vf_coef c_1, ent_coef c_2. Every loss here is a quantity to *minimise*, so objectives
-appear with a minus sign.
+clip_range eps, values V(s_t), returns R_t (the GAE lambda-returns), entropy H(pi(.|s_t)),
+vf_coef c_1, ent_coef c_2.
+
+Notation (the course's): objectives are maximised and written L^PG, L^CLIP, as in the PPO
+paper; losses are minimised and written loss_pg = -L^PG, loss_clip = -L^CLIP, loss_vf, and
+``loss`` for the total (lesson 04, eq. 4.6). Every function here returns a loss.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from .validation import check_in_range, check_same_shape
 
 
 def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
-    """REINFORCE / vanilla policy-gradient loss (lesson 01, eq. 1.2).
+    """REINFORCE / vanilla policy-gradient loss loss_pg = -L^PG (lesson 01, eq. 1.2).
 
-        L^PG = -mean_t log pi_theta(a_t|s_t) * A_t
+        loss_pg = -mean_t log pi_theta(a_t|s_t) * A_t
 
     ``advantages`` may be returns G_t (plain REINFORCE) or G_t - b(s_t) (with a baseline);
     they are treated as constants.
@@ -29,9 +32,9 @@ def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
 
 
 def clipped_surrogate_loss(ratio: Tensor, advantages: Tensor, clip_range: float) -> Tensor:
-    """PPO-Clip policy loss (lesson 03, eq. 3.2).
+    """PPO-Clip policy loss loss_clip = -L^CLIP, the objective of lesson 03, eq. 3.2.
 
-        L^CLIP = -mean_t min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)
+        loss_clip = -mean_t min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)
     """
     check_same_shape(ratio=ratio, advantages=advantages)
     check_in_range("clip_range", clip_range, 0.0, 1.0, low_open=True, high_open=True)
@@ -42,12 +45,14 @@ def clipped_surrogate_loss(ratio: Tensor, advantages: Tensor, clip_range: float)
 
 def value_loss(values: Tensor, returns: Tensor, old_values: Tensor | None = None,
                clip_range_vf: float | None = None) -> Tensor:
-    """Critic loss (lesson 04, eq. 4.5): mean squared error, SB3's form (no 1/2).
+    """Critic loss loss_vf (lesson 04, eq. 4.5): mean squared error, SB3's form (no 1/2).
 
-        L^VF = mean_t (returns_t - V(s_t))^2
+        loss_vf = mean_t (V(s_t) - R_t)^2
 
-    With ``clip_range_vf`` the prediction is first clipped to old_values +- clip_range_vf,
-    as in SB3 (``clip_range_vf``), so the critic moves little per update too.
+    With ``clip_range_vf`` the prediction is first clipped, as in SB3 (``clip_range_vf``):
+    V_clip = old_values + clip(V - old_values, -clip_range_vf, clip_range_vf), and
+    loss_vf = mean_t (V_clip - R_t)^2. OpenAI Baselines and CleanRL take instead
+    mean_t max((V - R_t)^2, (V_clip - R_t)^2); lesson 05 compares the two with no clipping.
     """
     check_same_shape(values=values, returns=returns)
     if clip_range_vf is not None:
@@ -63,9 +68,9 @@ def value_loss(values: Tensor, returns: Tensor, old_values: Tensor | None = None
 class PPOLossTerms(NamedTuple):
     """The total loss and the three terms it is made of (for logging)."""
 
-    total: Tensor
-    policy: Tensor
-    value: Tensor
+    total: Tensor   # loss (eq. 4.6)
+    policy: Tensor  # loss_clip = -L^CLIP
+    value: Tensor   # loss_vf (eq. 4.5)
     entropy: Tensor  # mean entropy of the policy, H (a bonus: it enters the loss as -c_2 H)
 
 
@@ -84,9 +89,11 @@ def ppo_loss_terms(ratio: Tensor, advantages: Tensor, values: Tensor, returns: T
 def ppo_loss(ratio: Tensor, advantages: Tensor, values: Tensor, returns: Tensor,
              entropy: Tensor, clip_range: float, vf_coef: float = 0.5, ent_coef: float = 0.0,
              old_values: Tensor | None = None, clip_range_vf: float | None = None) -> Tensor:
-    """Total PPO loss (lesson 05, eq. 5.1), the quantity one gradient step minimises.
+    """Total PPO loss (lesson 04, eq. 4.6), the quantity one gradient step minimises.
 
-        L = L^CLIP + c_1 L^VF - c_2 mean_t H(pi(.|s_t))
+        loss = loss_clip + c_1 loss_vf - c_2 mean_t H(pi(.|s_t)),   loss_clip = -L^CLIP
+
+    (the PPO paper's objective L^CLIP+VF+S with a minus sign).
 
     ``entropy`` holds the per-state entropies H(pi(.|s_t)) = -sum_a pi(a|s_t) log pi(a|s_t).
     """

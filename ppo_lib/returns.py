@@ -53,7 +53,7 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_values: Tensor | fl
 
         delta_t = r_t + gamma * V_{t+1} * (1 - d_t) - V_t,      V_T = last_values
         A_t     = delta_t + gamma * gae_lambda * (1 - d_t) * A_{t+1}
-        returns = A_t + V_t        (the lambda-return, the critic's target)
+        returns = A_t + V_t        (the lambda-return R_t, eq. 4.4: the target of loss_vf, eq. 4.5)
 
     Returns ``(advantages, returns)``, both shaped like ``rewards``.
     """

@@ -356,7 +356,7 @@ def value_loss_cases() -> list[Case]:
     old = T([0.5, 2.5, 3.1, 0.0])
     return [
         case("mean squared error", (values, rets), expected=T(1.5),
-             hint="mean((returns - values) ** 2): SB3's form, with no 1/2 factor"),
+             hint="loss_vf = mean((returns - values) ** 2): SB3's form, no 1/2 factor"),
         case("clip_range_vf=None means no clipping", (values, rets),
              {"old_values": old, "clip_range_vf": None}, expected=T(1.5),
              hint="without clip_range_vf, old_values is not used"),

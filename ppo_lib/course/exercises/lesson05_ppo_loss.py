@@ -19,8 +19,8 @@ from ...losses import ppo_loss
 from .gradients import gradient_flow_problem, gradient_mismatch_problem
 
 # ---------------------------------------------------------------------------------------
-# ppo_loss: L = L^CLIP + vf_coef * L^VF - ent_coef * mean_t H_t (signature of
-# ppo_lib.losses.ppo_loss).
+# ppo_loss: loss = loss_clip + vf_coef * loss_vf - ent_coef * mean_t H_t, with
+# loss_clip = -L^CLIP (lesson 04, eq. 4.6; signature of ppo_lib.losses.ppo_loss).
 
 GRAD_INPUTS = ("ratio", "values", "entropy")  # what the policy and the critic output
 
@@ -137,13 +137,13 @@ def _ppo_loss_cases() -> list[Case]:
         _graph_case(),
         Case("policy term only, every ratio inside the clip range",
              kwargs=dict(inside, clip_range=0.2, vf_coef=0.5, ent_coef=0.0),
-             hint="inside the clip range the loss is -mean(r * A): a loss to minimise (mind "
-                  "the minus sign), averaged over the batch (mean, not sum), with the "
-                  "advantages as given (the trainer has standardised them already: don't "
+             hint="inside the clip range loss_clip = -L^CLIP = -mean(r * A): a loss to "
+                  "minimise (mind the minus sign), averaged over the batch (mean, not sum), "
+                  "with the advantages as given (the trainer has standardised them already: don't "
                   "normalise them again in the loss)"),
         Case("policy term only (returns == values, ent_coef=0)",
              kwargs=dict(exact_critic, clip_range=0.2, vf_coef=0.5, ent_coef=0.0),
-             hint="the clipped surrogate is -mean(min(r*A, clamp(r, 1-eps, 1+eps)*A)): use "
+             hint="loss_clip = -L^CLIP = -mean(min(r*A, clamp(r, 1-eps, 1+eps)*A)): use "
                   "min (the pessimistic bound), not max, and clamp the ratio before "
                   "multiplying by A"),
         Case("another clip range",
@@ -152,7 +152,7 @@ def _ppo_loss_cases() -> list[Case]:
                   "not a fixed 0.2"),
         Case("value term, vf_coef = 1.0",
              kwargs=dict(b, clip_range=0.2, vf_coef=1.0, ent_coef=0.0),
-             hint="the value loss is the mean squared error mean((returns - values)^2), "
+             hint="the value loss loss_vf is the mean squared error mean((returns - values)^2), "
                   "with no 1/2 in front (SB3's form, ppo_lib.losses.value_loss), weighted "
                   "by the vf_coef argument"),
         Case("value term weighted by vf_coef = 0.5",
