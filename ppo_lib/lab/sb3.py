@@ -327,8 +327,8 @@ def copy_sb3_weights(sb3_policy: Any, policy: Any) -> None:
     """Load an SB3 ``ActorCriticPolicy``'s weights into a ppo_lib policy of the same shape.
 
     ppo_lib's MLP actor-critics (categorical, Gaussian, MultiDiscrete, MultiBinary) name
-    their layers as SB3 does (``mlp_extractor.policy_net``, ``mlp_extractor.value_net``, ``action_net``,
-    ``value_net``, ``log_std``), so the state dicts match key for key when both have the
+    their layers as SB3 does (``mlp_extractor.policy_net``, ``mlp_extractor.value_net``,
+    ``action_net``, ``value_net``, ``log_std``), so the state dicts match key for key when both have the
     same ``net_arch`` (separate pi and vf networks; SB3's Flatten features extractor has no
     weights). ``sb3_policy`` may also be a state dict.
     """
