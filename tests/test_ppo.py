@@ -475,8 +475,14 @@ def test_save_load_keeps_the_current_beta(tmp_path):
     model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, kl_penalty_target=1e-7,
                 **SMALL).learn(64)
     assert model.kl_penalty == 4.0
-    loaded = PPO.load(model.save(tmp_path / "m"))
+    path = model.save(tmp_path / "m")
+    model.learn(64, reset_num_timesteps=False)  # go on training, then the same from the file
+    loaded = PPO.load(path)
     assert (loaded.kl_penalty, loaded.kl_penalty_target) == (4.0, 1e-7)
+    loaded.learn(64, reset_num_timesteps=False)
+    assert loaded.logger.get("train/kl_coef") == model.logger.get("train/kl_coef")[-2:]
+    for a, b in zip(model.policy.parameters(), loaded.policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.skipif("kl_penalty" in PLAIN_HPARAMS, reason="persistence writes kl_penalty")
