@@ -328,9 +328,9 @@ def copy_sb3_weights(sb3_policy: Any, policy: Any) -> None:
 
     ppo_lib's MLP actor-critics (categorical, Gaussian, MultiDiscrete, MultiBinary) name
     their layers as SB3 does (``mlp_extractor.policy_net``, ``mlp_extractor.value_net``,
-    ``action_net``, ``value_net``, ``log_std``), so the state dicts match key for key when both have the
-    same ``net_arch`` (separate pi and vf networks; SB3's Flatten features extractor has no
-    weights). ``sb3_policy`` may also be a state dict.
+    ``action_net``, ``value_net``, ``log_std``), so the state dicts match key for key when
+    both have the same ``net_arch`` (separate pi and vf networks; SB3's Flatten features
+    extractor has no weights). ``sb3_policy`` may also be a state dict.
     """
     state = sb3_policy if isinstance(sb3_policy, Mapping) else sb3_policy.state_dict()
     own = policy.state_dict()
