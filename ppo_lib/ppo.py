@@ -44,7 +44,8 @@ from .validation import (check_finite_parameters, check_hyperparameters, check_i
 
 
 class PPO:
-    """PPO-Clip with SB3's arguments and defaults (see ``stable_baselines3.PPO``).
+    """PPO-Clip with SB3's arguments and defaults (see ``stable_baselines3.PPO``), or PPO-penalty
+    (``kl_penalty``).
 
     policy: "MlpPolicy" (Categorical or Gaussian MLP by the action space), "CnnPolicy"
         (ppo_lib.atari.NatureCNNActorCritic) or an ActorCritic class.
@@ -214,10 +215,11 @@ class PPO:
 
             for each of n_epochs passes, for each shuffled minibatch of batch_size samples:
                 A <- (A - mean A) / (std A + 1e-8)               (per minibatch, as SB3)
-                loss = ppo_loss(r, A, V, R, H)                   (minibatch_loss)
-                       (PPO-penalty: -mean(r A) + beta KL in place of the clipped term)
+                loss = ppo_loss(r, A, V, R, H), eq. 4.6          (minibatch_loss;
+                       PPO-penalty: loss_klpen = -L^KLPEN in place of loss_clip)
                 stop the update if approx_kl > 1.5 * target_kl
                 theta <- Adam(theta, clip(grad loss, max_grad_norm))
+            PPO-penalty: beta <- adaptive_kl_coefficient(beta, approx_kl, kl_penalty_target)
         """
         learning_rate, clip_range, clip_range_vf = self._scheduled(progress_remaining)
         for group in self.optimizer.param_groups:
