@@ -33,7 +33,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-CHECKED = {"00", "01", "02", "03"}      # lessons whose text this test holds to the rule
+CHECKED = {"00", "01", "02", "03", "04", "05"}  # lessons whose text this test holds to the rule
 
 # (lesson number, number as written in the text) -> why it needs no printed line
 ALLOWED: dict[tuple[str, str], str] = {
@@ -52,6 +52,19 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("02", "16"): "train_trpo shares train_vpg's default n_envs = 16 (lesson 01)",
     ("03", "3"): "the notes' hyperparameters: 3 to 10 epochs are the norm",
     ("03", "10"): "the notes' hyperparameters: 3 to 10 epochs are the norm",
+    ("05", "13"): "the cited blog post's count of core details (Huang et al., 2022); the table "
+                  "lists them, one row each",
+    ("05", "37"): "the title of the cited blog post, The 37 Implementation Details of PPO",
+    ("05", "3e-4"): "an example argument in the details table, linear_schedule(3e-4): the notes' "
+                    "learning rate, no run",
+    ("05", "0.05"): "the upper edge of the troubleshooting band for approx_kl "
+                    "(ppo_lib.diagnostics.APPROX_KL_HIGH) the dashboard draws, a threshold",
+    ("05", "250000"): "the size of Andrychowicz et al.'s study (250,000 runs), a fact of the "
+                      "cited paper",
+    ("05", "0.95"): "check-yourself question 3's hypothetical explained variance: a question, "
+                    "not a run",
+    ("05", "0.98"): "check-yourself question 6's hypothetical explained variance: a question, "
+                    "not a run",
 }
 
 # (lesson number, phrase of the sentence) -> the printed line or assert that backs it
@@ -67,13 +80,15 @@ LATEX = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", re.S)
 HTML = re.compile(r"<[^>]+>")
 LINK_TARGET = re.compile(r"\]\([^)]*\)")
 HEADING = re.compile(r"^\s*#.*$", re.M)
-LIST_MARKER = re.compile(r"^(\s*)\d+\.(?=\s)|^\|\s*\d+\s*(?=\|)", re.M)   # "1. ", "| 1 |"
+LIST_MARKER = re.compile(r"^(\s*)\d+\.(?=\s)|^\|\s*\d+\s*(?=\|)|^\|\s*\d+\.(?=\s)",
+                         re.M)                          # "1. ", "| 1 |", "| 1. step |"
+ENUMERATION = re.compile(r"\b1,\s*2(?:,\s*3)?,\s*(?:\.\.\.|…)")          # "for i in 1, 2, ..."
 LESSON_ID = re.compile(r"(?<![\w.])0\d(?![\d.])")                        # 03, 08: lesson ids
 REFERENCE = re.compile(
     r"\b(?:lessons?|sections?|errors?|eq\.|eqs\.|equations?|checklist|item)"
     r"[\s-]+\(?\d+(?:\.\d+)?\)?(?:\s*(?:-|–|to|and|,|or)\s*\d+(?:\.\d+)?)*", re.I)
 EQUATION_REF = re.compile(r"\(\d+\.\d+\)|\beq\.\s*\d+\.\d+|\"\d\d\"")   # (1.2), eq. 3.2, "03"
-METADATA = re.compile(r"\b\d+\s+minutes\b|\bet al\.?,?\s+\d{4}\b")      # time to read; a citation
+METADATA = re.compile(r"\b\d+\s+minutes\b|\bet al\.?,?\s+\(?\d{4}\b")   # time to read; a citation
 THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3})((?:[,_ \u202f]\d{3})+)(?![\d.])")
 NUMBER = re.compile(r"(?<![\w.^/])(\d+(?:\.\d+)?(?:e[-+]?\d+)?)(k\b|%)?", re.I)
 ANY_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.I)
@@ -143,6 +158,7 @@ def prose(markdown: str) -> str:
     text = LINK_TARGET.sub("]", text)
     text = HEADING.sub(" ", text)
     text = LIST_MARKER.sub(r"\1", text)
+    text = ENUMERATION.sub(" ", text)
     text = LESSON_ID.sub(" ", text)
     text = EQUATION_REF.sub(" ", text)
     text = METADATA.sub(" ", text)
@@ -260,6 +276,14 @@ def test_the_checker_catches_issue_13s_kind(tmp_path):
     assert problems("$r = 1.5$ in an equation") == []
     assert problems("**Time:** about 45 minutes. TRPO (Schulman et al., 2015)") == []
     assert problems("| # | detail | lesson |\n|---|---|---|\n| 12 | clipping | 03, 05 |") == []
+    # a step number opening a table row, a counting "1, 2, ...", a citation "et al. (2020,"
+    assert problems("| step | where |\n|---|---|\n| 2. GAE | `gae` |") == []
+    assert problems("| step | return |\n|---|---|\n| GAE | 2.5 |") != []
+    assert problems("| 2.5 | the return |") != []
+    assert problems("for iteration in 1, 2, ...: collect") == []
+    assert problems("after 1, 2, 7 updates", "1 2\n") != []       # the 7 is still checked
+    assert problems("Engstrom et al. (2020, *Implementation Matters*) found it") == []
+    assert problems("Engstrom et al. (2020) found a return of 7.2") != []
     message = problems("it is 7.2")[0]
     assert "99_probe.ipynb cell m1" in message and "7.2" in message and "it is 7.2" in message
     # a machine-dependent output must be stated as approximate
