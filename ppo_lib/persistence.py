@@ -2,9 +2,8 @@
 
 One file readable by ``torch.load(path, weights_only=True)``, plain data only. It holds the
 weights, the optimizer, the random states, the observation / reward normalisation and the env
-state, so that learn -> save -> load -> learn(reset_num_timesteps=False) gives the same
-result as learning without the pause (exact for classic-control and MuJoCo envs, see
-``VecEnv.get_state``).
+state: learn -> save -> load -> learn(reset_num_timesteps=False) equals learning without the
+pause (exact for classic-control and MuJoCo envs, see ``VecEnv.get_state``).
 
 A file names classes as "module:qualname". ``load_model`` resolves such a name only through
 the tables below and ``custom_objects``, never by importing the module it names (a file
@@ -37,7 +36,8 @@ FILE_VERSION = 1
 # Hyperparameters saved with the model (all plain numbers / bools / None).
 PLAIN_HPARAMS = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
                  "normalize_advantage", "ent_coef", "vf_coef", "max_grad_norm", "target_kl",
-                 "normalize_obs", "normalize_reward", "seed", "verbose")
+                 "normalize_obs", "normalize_reward", "seed", "verbose", "kl_penalty",
+                 "kl_penalty_target")
 SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
 # The policies a file may name without custom_objects
 OWN_POLICIES = (*(f"ppo_lib.policies:{kind}ActorCritic" for kind in ("Categorical", "Gaussian",

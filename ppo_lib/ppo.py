@@ -33,7 +33,7 @@ from .kl import adaptive_kl_coefficient, approx_kl, kl_penalty_loss
 from .logger import Logger, rollout_row, train_row
 from .losses import PPOLossTerms, ppo_loss_terms, value_loss
 from .normalization import Normalizer
-from .persistence import PLAIN_HPARAMS, load_model, save_model
+from .persistence import load_model, save_model
 from .policies import clip_actions, observation_batch, policy_class_for, resolve_policy
 from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
@@ -365,10 +365,6 @@ class PPO:
     def save(self, path: str | os.PathLike) -> str:
         """Write the model to ``path`` (".pt" added when it has no suffix), atomically, as
         plain data that ``torch.load(path, weights_only=True)`` reads. Returns the path."""
-        if self.kl_penalty is not None and "kl_penalty" not in PLAIN_HPARAMS:
-            raise NotImplementedError(
-                f"PPO.save cannot write kl_penalty yet (the current beta {self.kl_penalty}): "
-                f"a file without it would load as PPO-Clip; nothing was written")
         return save_model(self, path)
 
     @classmethod

@@ -388,7 +388,6 @@ def test_every_preset_states_its_budget():
 # --- PPO-penalty (kl_penalty): the adaptive-KL variant of the PPO paper, lesson 07 -------
 
 from ppo_lib.kl import adaptive_kl_coefficient  # noqa: E402
-from ppo_lib.persistence import PLAIN_HPARAMS  # noqa: E402
 from ppo_lib.rollout import Minibatch  # noqa: E402
 from ppo_lib.sweeps import HEALTHY  # noqa: E402
 
@@ -469,8 +468,6 @@ def test_clip_runs_log_no_kl_coef():
     assert "train/kl_coef" not in model.logger.rows[-1] and model.kl_penalty is None
 
 
-@pytest.mark.skipif("kl_penalty" not in PLAIN_HPARAMS,
-                    reason="ppo_lib.persistence does not write kl_penalty yet")
 def test_save_load_keeps_the_current_beta(tmp_path):
     model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, kl_penalty_target=1e-7,
                 **SMALL).learn(64)
@@ -483,11 +480,3 @@ def test_save_load_keeps_the_current_beta(tmp_path):
     assert loaded.logger.get("train/kl_coef") == model.logger.get("train/kl_coef")[-2:]
     for a, b in zip(model.policy.parameters(), loaded.policy.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-@pytest.mark.skipif("kl_penalty" in PLAIN_HPARAMS, reason="persistence writes kl_penalty")
-def test_save_refuses_a_kl_penalty_it_cannot_write(tmp_path):
-    model = PPO("MlpPolicy", "CartPole-v1", seed=0, kl_penalty=1.0, **SMALL)
-    with pytest.raises(NotImplementedError, match="kl_penalty"):
-        model.save(tmp_path / "m")
-    assert not list(tmp_path.iterdir())  # nothing written
