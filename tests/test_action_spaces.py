@@ -167,11 +167,12 @@ def test_policy_class_by_name_loads_without_custom_objects(tmp_path):
 def test_ppo_learns_a_multidiscrete_task():
     torch.set_num_threads(1)
     model = PPO("MlpPolicy", MatchEnv(), seed=0, n_steps=256, batch_size=64,
-                learning_rate=1e-3).learn(15_000)
+                learning_rate=1e-3).learn(25_000)
     obs = np.random.default_rng(1).random((2000, 3)).astype(np.float32)
     actions = model.predict(obs, deterministic=True)[0]
     targets = np.floor(obs * np.array(NVEC)).astype(np.int64)
     hit = (actions == targets).mean()
-    # random actions hit 36%; the learned policy most targets
+    # random actions hit 36%; the learned policy most targets. Seeds 0-4 hit 0.93-0.97 at
+    # 25k steps (at 15k: 0.81-0.88, too near the bar for another CPU's low bits)
     assert hit > 0.8, hit
     assert np.mean(model.env.episode_returns) > 6.5, list(model.env.episode_returns)
