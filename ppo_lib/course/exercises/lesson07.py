@@ -233,6 +233,10 @@ ADAPTIVE_KL_KNOWN = [
           "wrong direction", "you move beta by target_kl - kl: beta is a penalty weight, "
           "doubled or halved, and it grows when the KL is too large (the wrong direction "
           "otherwise)"),
+    Known("beta clamped to a range", lambda beta, kl, target_kl:
+          min(max(_rule(beta, kl, target_kl), 1e-3), 10.0),
+          "no bounds", "you clamp beta: the paper's rule has no bounds, beta is doubled or "
+          "halved from any value"),
 ]
 
 
@@ -274,6 +278,10 @@ def _adaptive_kl_cases() -> list[Case]:
                     hint="use the target_kl argument: 0.04 is inside [0.05 / 1.5, 0.05 * 1.5]"),
         graded_case("another beta, KL too small", ref, (0.25, 0.0001, 0.02), known=known,
                     hint="scale the beta argument: 0.25 / 2"),
+        graded_case("a large beta, KL too large: still doubles", ref, (50.0, 0.1, 0.01),
+                    known=known, hint="beta has no upper bound: 50 * 2"),
+        graded_case("a tiny beta, KL too small: still halves", ref, (1e-4, 1e-6, 0.01),
+                    known=known, hint="beta has no lower bound: 1e-4 / 2"),
         graded_case("kl as a 0-d tensor", ref, (1.0, torch.tensor(0.05), 0.01), known=known,
                     hint="kl may arrive as a 0-d tensor (approx_kl): compare it as a number",
                     then=_a_python_number),
