@@ -11,7 +11,8 @@ another, to be bound to an env and a budget with ``functools.partial``:
     mean, low, high = band(curves.values)
 
 Nothing here plots or imports Stable-Baselines3; ``Curves`` holds arrays and the notebook
-draws them.
+draws them. ``run_grid`` (from ``ppo_lib.grid``) runs a grid x seeds on one core or all local
+cores and returns a pandas DataFrame, one row per run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .grid import run_grid, train_and_evaluate  # noqa: F401 - public here (issue 14)
 from .validation import check_in_range
 
 Rows = list[dict[str, float]]
