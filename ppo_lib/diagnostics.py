@@ -31,7 +31,13 @@ CLIP_FRACTION_HIGH = 0.5
 def clip_fraction(ratio: Tensor, clip_range: float) -> float:
     """Share of samples whose ratio left the clip range: mean(|r_t - 1| > eps) (lesson 03)."""
     check_in_range("clip_range", clip_range, 0.0, 1.0, low_open=True, high_open=True)
-    return torch.mean((torch.abs(ratio - 1) > clip_range).float()).item()
+    return clipped_share(ratio, clip_range).item()
+
+
+def clipped_share(ratio: Tensor, clip_range: float) -> Tensor:
+    """mean(|r_t - 1| > eps) as a 0-d tensor: the trainer keeps one per minibatch and reads
+    them out once per update."""
+    return torch.mean((torch.abs(ratio - 1) > clip_range).float())
 
 
 def explained_variance(values: Tensor, returns: Tensor) -> float:

@@ -48,7 +48,9 @@ def approx_kl(log_ratio: Tensor) -> Tensor:
         log_ratio = log pi_new(a|s) - log pi_old(a|s),   r = exp(log_ratio)
         approx_kl = mean((r - 1) - log r)
 
-    Unbiased and never negative, unlike the naive mean(-log r).
+    Unbiased and, each term (r - 1) - log r being >= 0, never negative in exact arithmetic,
+    unlike the naive mean(-log r). In float32, terms with r near 1 round to tiny negatives,
+    so a mean near 0 can print as about -1e-9 (lesson 07 shows it).
     """
     check_tensor("log_ratio", log_ratio)
     ratio = torch.exp(log_ratio)

@@ -29,6 +29,7 @@ from torch import nn
 from .callbacks import BaseCallback, as_callback
 from .envs import VecEnv, check_spaces, make_vec_env
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
+from .diagnostics import clipped_share
 from .kl import adaptive_kl_coefficient, approx_kl, kl_penalty_loss
 from .logger import Logger, rollout_row, train_row
 from .losses import PPOLossTerms, ppo_loss_terms, value_loss
@@ -242,9 +243,8 @@ class PPO:
                         batch, advantages, clip_range, self.vf_coef, self.ent_coef,
                         clip_range_vf)
                 with torch.no_grad():
-                    clipped = torch.mean((torch.abs(ratio - 1) > clip_range).float())
                     logged.append(torch.stack([terms.policy, terms.value, -terms.entropy,
-                                               clipped]))
+                                               clipped_share(ratio, clip_range)]))
                     if self.target_kl is not None or epoch == self.n_epochs - 1:
                         kls.append(approx_kl(log_ratio))
                 if self.target_kl is not None and self._kl_stops(kls[-1].item(), epoch):
