@@ -103,25 +103,29 @@ def check_grid_inputs(base_config: Mapping[str, Any], grid: Mapping[str, Sequenc
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, "
                          f"got {engine!r}")
-    if engine == "ray":
-        raise NotImplementedError("engine='ray' is not built yet: the Ray engine is the next "
-                                  "step of issue 14; use engine='local' or 'processes'")
-    if address is not None:
-        raise ValueError(f"address={address!r} joins a Ray cluster and needs engine='ray' "
-                         f"(not built yet, issue 14); with engine={engine!r} leave it None")
+    if address is not None and engine != "ray":
+        raise ValueError(f"address={address!r} joins a Ray cluster and needs engine='ray'; "
+                         f"with engine={engine!r} leave it None")
     known = ppo_arguments()
     if not isinstance(base_config, Mapping):
         raise ValueError(f"base_config must be a dict of PPO arguments, got "
                          f"{type(base_config).__name__}")
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError(f"grid must be a non-empty dict mapping a PPO argument to a list of "
-                         f"values, got {grid!r}")
-    for where, names in (("base_config", base_config), ("grid", grid)):
+                         f"values, or a variant name to a dict of PPO arguments, got {grid!r}")
+    variants = is_variants(grid)
+    if variants and not all(isinstance(changes, Mapping) for changes in grid.values()):
+        raise ValueError(f"grid mixes variants (name -> dict of PPO arguments) with argument "
+                         f"lists: use one form, got {grid!r}")
+    settings = [("base_config", base_config)]
+    settings += ([(f"grid[{name!r}]", changes) for name, changes in grid.items()] if variants
+                 else [("grid", grid)])
+    for where, names in settings:
         for name in names:
             if name not in known:
                 raise ValueError(f"{where} key {name!r} is not a PPO argument run_grid can "
                                  f"set; expected one of: {', '.join(known)}")
-    for name, values in grid.items():
+    for name, values in ({} if variants else grid).items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ValueError(f"grid[{name!r}] must be a non-empty list of values, "
                              f"got {values!r}")
@@ -137,6 +141,26 @@ def check_grid_inputs(base_config: Mapping[str, Any], grid: Mapping[str, Sequenc
     check_positive_int("total_timesteps", total_timesteps)
     check_positive_int("n_eval_episodes", n_eval_episodes)
     return [int(seed) for seed in seeds]
+
+
+def is_variants(grid: Mapping[str, Any]) -> bool:
+    """A grid of named variants (name -> PPO arguments), not a Cartesian product."""
+    return any(isinstance(changes, Mapping) for changes in grid.values())
+
+
+def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The grid's points as columns: the Cartesian product of the argument lists, or one
+    point per variant, ``variant`` (its name) and ``changes`` (its PPO arguments as JSON,
+    so a variant whose arguments change is a new run)."""
+    if is_variants(grid):
+        return [dict(variant=name, changes=as_text(dict(changes)))
+                for name, changes in grid.items()]
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def point_config(grid: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    """The PPO arguments a point sets."""
+    return dict(grid[point["variant"]]) if is_variants(grid) else dict(point)
 
 
 def as_text(value: Any) -> str:
@@ -294,17 +318,24 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
     seeds = check_grid_inputs(base_config, grid, seeds, env_id, total_timesteps, engine,
                               address, n_eval_episodes)
     trainer = train_and_evaluate if trainer is None else trainer
-    keys = list(grid)
-    points = [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
+    points = grid_points(grid)
+    keys = list(points[0])
     runs = [(point, seed) for point in points for seed in seeds]
     ids = [identity(point, seed, env_id, total_timesteps) for point, seed in runs]
     path = None if results is None else Path(results)
     done = {} if path is None else read_results(path, keys)
     finished = Finished(path, keys, ids)
     finished.update({index: done[run_id] for index, run_id in enumerate(ids) if run_id in done})
-    tasks = [(index, {**base_config, **point}, seed, env_id, total_timesteps, n_eval_episodes)
+    tasks = [(index, {**base_config, **point_config(grid, point)}, seed, env_id,
+              total_timesteps, n_eval_episodes)
              for index, (point, seed) in enumerate(runs) if index not in finished]
-    run = run_local if engine == "local" else run_processes
+    if engine == "ray":
+        from .grid_ray import run_ray
+
+        def run(tasks, trainer, finish, progress):
+            run_ray(tasks, trainer, finish, progress, address=address)
+    else:
+        run = run_local if engine == "local" else run_processes
     with tqdm(total=len(tasks), desc="runs", disable=not progress_bar) as progress:
         try:
             run(tasks, trainer, finished.finish, progress)

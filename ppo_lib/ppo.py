@@ -41,7 +41,7 @@ from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
                       compute_advantages, minibatches, obs_tensor)
 from .schedules import as_schedule, checked_value
 from .validation import (check_finite_parameters, check_hyperparameters, check_in_range,
-                         check_positive_int)
+                         check_positive_int, optimizer_arguments)
 
 
 class PPO:
@@ -75,6 +75,10 @@ class PPO:
         kl_penalty_target)`` (approx_kl as logged), logged as ``train/kl_coef`` (the beta
         the update used). ``model.kl_penalty`` holds the current beta. The reference step
         only (no fast path); not with ``loss_fn``.
+
+    policy_kwargs: the policy class's arguments (net_arch, activation_fn, ortho_init, ...)
+        and, as in SB3, ``optimizer_kwargs=dict(eps=..., betas=...)`` for Adam (eps 1e-5
+        by default, SB3's for PPO).
 
     ``model.fast_path`` (True by default, not an argument): MLP policies take the gradient
     step written out (``ppo_lib.fastpath``), the same numbers as the reference step up to
@@ -145,12 +149,14 @@ class PPO:
         check_batch_size(batch_size, n_steps, self.n_envs)
 
         self.policy_class = policy_cls or policy_class_for(action_space)
-        self.policy = self.policy_class(observation_space, action_space, **self.policy_kwargs)
+        policy_kwargs = dict(self.policy_kwargs)
+        adam = optimizer_arguments(policy_kwargs.pop("optimizer_kwargs", None))
+        self.policy = self.policy_class(observation_space, action_space, **policy_kwargs)
         self._params = list(self.policy.parameters())
         self.fast_path = True
         self._gradient_step: MlpGradientStep | None = None  # the fast path's, once made
         # SB3's Adam eps for PPO (1e-5); LeanAdam is torch's Adam with less overhead
-        self.optimizer = LeanAdam(self._params, lr=self.lr_schedule(1.0), eps=1e-5)
+        self.optimizer = LeanAdam(self._params, lr=self.lr_schedule(1.0), **adam)
         self.rollout = Rollout.allocate(n_steps, self.n_envs, observation_space, action_space)
         self.normalizer = None
         if normalize_obs or normalize_reward:

@@ -90,3 +90,16 @@ def check_finite_parameters(policy, last_loss: float, n_updates: int, num_timest
             f"high; lower it (3e-4 is PPO's usual value), keep max_grad_norm (0.5), or "
             f"normalise observations / rewards")
 
+
+def optimizer_arguments(optimizer_kwargs: dict | None) -> dict:
+    """Adam's eps and betas from ``policy_kwargs["optimizer_kwargs"]`` (SB3's spelling)."""
+    arguments = dict(eps=1e-5)
+    if optimizer_kwargs is None:
+        return arguments
+    if not isinstance(optimizer_kwargs, dict) or set(optimizer_kwargs) - {"eps", "betas"}:
+        raise ValueError(f"policy_kwargs['optimizer_kwargs'] must be a dict with keys 'eps' "
+                         f"and/or 'betas' (Adam's), got {optimizer_kwargs!r}")
+    if "eps" in optimizer_kwargs:
+        check_in_range("policy_kwargs['optimizer_kwargs']['eps']", optimizer_kwargs["eps"],
+                       0.0, float("inf"), low_open=True, high_open=True)
+    return {**arguments, **optimizer_kwargs}
