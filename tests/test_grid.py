@@ -128,7 +128,7 @@ def test_a_results_line_cut_short_by_a_kill_is_run_again(tmp_path):
     (dict(seeds=[0, 1.5]), ValueError, ["seeds", "1.5", "float"]),
     (dict(seeds=[]), ValueError, ["seeds", "empty"]),
     (dict(engine="threads"), ValueError, ["engine", "'threads'", "'processes'"]),
-    (dict(engine="ray"), NotImplementedError, ["Ray engine", "issue 14"]),
+    (dict(engine="ray", address="head-node"), ValueError, ["address", "'head-node'", "HOST:PORT"]),
     (dict(address="auto"), ValueError, ["address", "engine='ray'"]),
     (dict(total_timesteps=0), ValueError, ["total_timesteps", "positive integer"]),
 ])
