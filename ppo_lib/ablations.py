@@ -51,7 +51,6 @@ def variants(env_id: str) -> dict[str, dict[str, Any]]:
     """Variant name -> the PPO arguments it changes in ``base_config(env_id)`` ("base"
     changes nothing). The same names on every task, so results can be pooled across tasks."""
     base = base_config(env_id)
-    rollout = base["n_steps"] * base["n_envs"]
     start_lr = base["learning_rate"](1.0)
     return {
         "base": {},
@@ -67,7 +66,7 @@ def variants(env_id: str) -> dict[str, dict[str, Any]]:
         "GAE lambda 1 (Monte Carlo)": dict(gae_lambda=1.0),
         "1 epoch": dict(n_epochs=1),
         "minibatches / 4": dict(batch_size=max(1, base["batch_size"] // 4)),
-        "one minibatch": dict(batch_size=rollout),
+        "2x epochs": dict(n_epochs=2 * base["n_epochs"]),
         "shared network": dict(policy_kwargs=dict(net_arch=dict(shared=[64, 64], pi=[], vf=[]))),
         "ReLU": dict(policy_kwargs=dict(activation_fn=nn.ReLU)),
     }
@@ -118,6 +117,26 @@ def load_results(path: str | Path = RESULTS):
     for column in frame.columns:
         frame[column] = [from_text(text) for text in frame[column]]
     return frame
+
+
+def machine() -> dict[str, Any]:
+    """What a run's low bits depend on: torch's version and the CPU kernels it dispatches to
+    (another CPU kind may round differently, and a long run then drifts apart)."""
+    import platform
+
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo()
+                  if line.startswith("model name")), platform.processor())
+    return dict(torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                cpu=model)
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,14 +1,17 @@
-"""Grids of PPO runs: one row per (grid point, seed), on one core or all local cores
-(issue 14; re-exported by ``ppo_lib.sweeps``, its public path).
+"""Grids of PPO runs: one row per (grid point, seed), on one core, all local cores or a Ray
+cluster (re-exported by ``ppo_lib.sweeps``, its public path).
 
     frame = run_grid(presets.get("cartpole_fast"), {"n_epochs": [1, 5], "gae_lambda": [0.8, 0.95]},
                      seeds=range(5), total_timesteps=20_000, engine="processes",
                      results="cartpole_grid.csv")
+    # named variants, each changing some arguments (one-at-a-time ablations, lesson 10):
+    frame = run_grid(base, {"base": {}, "no advantage normalisation":
+                            {"normalize_advantage": False}}, seeds=range(10))
 
 Each run is seeded by its own seed only and trains on one torch thread, so every engine
 gives the same numbers bit for bit. ``results=PATH`` appends each row to a CSV as it
 finishes, and a re-run skips the rows already there: a sweep killed halfway resumes. The
-Ray engine (runs as Ray tasks on a cluster) is issue 14's next step.
+Ray engine (``ppo_lib.grid_ray``) runs each run as a Ray task with one CPU.
 """
 
 from __future__ import annotations
@@ -294,18 +297,21 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
              n_eval_episodes: int = 10, progress_bar: bool = True,
              trainer: Callable[..., dict[str, Any]] | None = None):
     """``PPO(env_id, seed=seed, **base_config, **point)`` for every point of the Cartesian
-    product of ``grid`` (PPO argument -> list of values) and every seed; a pandas DataFrame
-    with one row per run, in grid order.
+    product of ``grid`` (PPO argument -> list of values), or of every named variant when
+    ``grid`` maps names to dicts of PPO arguments, and every seed; a pandas DataFrame with one
+    row per run, in grid order.
 
-    Columns: ``env_id``, ``total_timesteps``, the grid's keys, ``seed``, ``eval_mean`` (mean
+    Columns: ``env_id``, ``total_timesteps``, the grid's keys (for variants: ``variant``, the
+    name, and ``changes``, its arguments as JSON), ``seed``, ``eval_mean`` (mean
     return of a deterministic evaluation on ``n_eval_episodes`` episodes seeded EVAL_SEED +
     i), ``ep_rew_mean`` (the last logged rollout/ep_rew_mean), ``seconds`` (CPU seconds),
     ``error`` (None, or the exception of a run that raised), and the curve as two lists,
     ``curve_steps`` and ``curve_ep_rew_mean``.
 
-    ``engine``: "local" (this process, one run after another) or "processes" (all local
-    cores); both give the same numbers bit for bit. "ray" and ``address`` are issue 14's
-    next step (not built yet). ``results``: a CSV path; each row is appended as it finishes
+    ``engine``: "local" (this process, one run after another), "processes" (all local
+    cores) or "ray" (each run a Ray task with one CPU: ``address`` or RAY_ADDRESS joins a
+    running cluster, otherwise a local Ray starts and stops with the sweep); all give the
+    same numbers bit for bit. ``results``: a CSV path; each row is appended as it finishes
     and rows already there (same env_id, total_timesteps, grid values and seed; keep grid
     values plain numbers, strings, bools or None for that) are not run again. Ctrl-C stops the sweep and returns the
     finished rows, with a warning. ``trainer(config, seed, env_id, total_timesteps,
