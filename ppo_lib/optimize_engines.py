@@ -1,0 +1,257 @@
+"""Where ``ppo_lib.optimize``'s trials run: this process, spawned processes sharing a journal
+file, or Ray tasks sharing a storage (issue 14). Every engine runs the same worker,
+``run_worker``: Optuna's ``study.optimize`` with one objective, until the study holds
+``n_trials`` trials.
+
+Storages, by what ``storage=`` is:
+  None                 an in-memory study ("local"; "ray" serves it to its tasks over gRPC);
+                       "processes" writes a temporary journal file and copies it back.
+  a path               a JournalStorage on that file (JournalFileBackend): several processes
+                       on one machine (or on a file system every node mounts) append to it.
+  a URL, a storage     Optuna's own (``"postgresql://..."``, a JournalStorage on a
+                       JournalRedisBackend, ...): every worker connects to it directly.
+SQLite is refused for parallel workers: it locks the whole file on each write, and parallel
+writers then fail with "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import socket
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+# rl-baselines3-zoo's default --n-startup-trials (its sampler's and its pruner's).
+ZOO_STARTUP_TRIALS = 10
+# Seconds between two looks at the study while parallel workers run (the progress bar).
+POLL_SECONDS = 0.5
+
+
+def make_sampler(seed: int, n_startup_trials: int, parallel: bool = False):
+    """zoo's TPESampler(n_startup_trials, seed, multivariate=True); parallel workers also
+    treat running trials as already bad ("constant liar"), so they do not all try one point."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(n_startup_trials=n_startup_trials, seed=seed,
+                                          multivariate=True, constant_liar=parallel)
+
+
+def make_pruner(n_startup_trials: int, n_evaluations: int):
+    """zoo's MedianPruner: no pruning in the first n_startup_trials trials, nor before a
+    trial's evaluation n_evaluations // 3."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials,
+                                       n_warmup_steps=n_evaluations // 3)
+
+
+def is_path(storage: Any) -> bool:
+    """A journal file path (str or PathLike without '://'), not a database URL."""
+    return isinstance(storage, os.PathLike) or (isinstance(storage, str)
+                                               and "://" not in storage)
+
+
+def is_sqlite(storage: Any) -> bool:
+    return isinstance(storage, str) and storage.strip().lower().startswith("sqlite")
+
+
+def open_storage(storage: Any):
+    """What Optuna takes as ``storage``: a journal file path becomes a JournalStorage."""
+    import optuna
+
+    if storage is not None and is_path(storage):
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(storage)))
+    return storage
+
+
+@contextlib.contextmanager
+def quiet_and_one_thread() -> Iterator[None]:
+    """Optuna's per-trial INFO lines off (warnings, e.g. failed trials, stay) and one torch
+    thread (as run_grid: small MLPs are faster so, and the numbers reproducible)."""
+    import optuna
+    import torch
+
+    verbosity, threads = optuna.logging.get_verbosity(), torch.get_num_threads()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        optuna.logging.set_verbosity(verbosity)
+
+
+def study_for(storage: Any, study_name: str | None, settings: Mapping[str, Any],
+              worker: int = 0, parallel: bool = False):
+    """The study (created, or loaded when it exists) with worker ``worker``'s sampler,
+    seeded seed + worker, and the pruner."""
+    import optuna
+
+    with quiet_and_one_thread():
+        return optuna.create_study(
+            storage=open_storage(storage), study_name=study_name, direction="maximize",
+            load_if_exists=True, pruner=make_pruner(settings["n_startup_trials"],
+                                                    settings["n_evaluations"]),
+            sampler=make_sampler(settings["seed"] + worker, settings["n_startup_trials"],
+                                 parallel))
+
+
+def run_worker(storage: Any, study_name: str, settings: Mapping[str, Any], worker: int,
+               objective: Callable) -> int:
+    """One worker: ``study.optimize`` until the study holds ``settings["n_trials"]`` trials
+    of any state (MaxTrialsCallback, counting the running ones, as zoo's
+    --max-total-trials). A trial that raises is recorded, and the worker goes on. Returns how
+    many trials this worker ran."""
+    import optuna
+
+    n_trials = settings["n_trials"]
+    with quiet_and_one_thread():
+        study = study_for(storage, study_name, settings, worker, parallel=True)
+        before = {trial.number for trial in study.get_trials(deepcopy=False)}
+        if len(before) >= n_trials:
+            return 0
+        study.optimize(objective, n_trials=n_trials, catch=(Exception,),
+                       callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=None)])
+        return len({trial.number for trial in study.get_trials(deepcopy=False)} - before)
+
+
+def run_local(study, objective: Callable, n_trials: int, progress_bar: bool) -> None:
+    """Every trial in this process, one after another (same seed, same study)."""
+    remaining = n_trials - len(study.get_trials(deepcopy=False))
+    if remaining > 0:
+        with quiet_and_one_thread():
+            study.optimize(objective, n_trials=remaining, catch=(Exception,),
+                           show_progress_bar=progress_bar)
+
+
+def finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                        TrialState.PRUNED, TrialState.FAIL)))
+
+
+def follow(study, all_done: Callable[[], bool], n_trials: int, progress_bar: bool) -> None:
+    """Wait for the workers, a progress bar over the study's finished trials."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n_trials, desc="trials", disable=not progress_bar) as progress:
+        while True:
+            done = all_done()
+            count = min(n_trials, finished(study))
+            if count > progress.n:
+                progress.update(count - progress.n)
+            if done:
+                return
+
+
+def run_processes(study, objective: Callable, settings: Mapping[str, Any], storage: Any,
+                  n_workers: int, progress_bar: bool) -> None:
+    """``n_workers`` spawned processes, each a ``run_worker`` on ``storage`` (a journal file,
+    or a database every process reaches)."""
+    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"))
+    try:
+        futures = [pool.submit(run_worker, storage, study.study_name, settings, worker,
+                               objective) for worker in range(n_workers)]
+        follow(study, lambda: not wait(futures, timeout=POLL_SECONDS).not_done,
+               settings["n_trials"], progress_bar)
+        for future in futures:
+            future.result()  # a worker that died (not a trial: those are recorded)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def in_memory(storage: Any, study_name: str, settings: Mapping[str, Any]):
+    """A copy of the study in this process's memory (its storage can then be deleted)."""
+    import optuna
+
+    memory = optuna.storages.InMemoryStorage()
+    with quiet_and_one_thread():
+        optuna.copy_study(from_study_name=study_name, from_storage=open_storage(storage),
+                          to_storage=memory)
+    return study_for(memory, study_name, settings)
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def serve(storage, host: str):
+    """Optuna's gRPC proxy of ``storage`` on ``host``, a free port: (server, proxy).
+
+    ``optuna.storages.run_grpc_proxy_server`` blocks for ever with no handle to stop it; its
+    first half, ``make_server``, returns the grpc.Server, which ``stop(grace).wait()`` shuts
+    down cleanly (as optuna's own test harness, optuna/testing/storages.py, does)."""
+    from optuna.storages import GrpcStorageProxy
+    from optuna.storages._grpc.server import make_server
+
+    port = free_port(host)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning
+        server = make_server(storage, host, port)
+        server.start()
+        proxy = GrpcStorageProxy(host=host, port=port)
+    proxy.wait_server_ready(timeout=60)
+    return server, proxy
+
+
+def run_ray(study, objective: Callable, settings: Mapping[str, Any], storage: Any,
+            n_workers: int | None, address: str | None, progress_bar: bool) -> None:
+    """Each worker a Ray task (num_cpus=1; one per CPU of the cluster by default) running
+    ``run_worker`` on ``storage``; a study in this process's memory (an InMemoryStorage) is
+    served to them by an Optuna gRPC proxy at this node's IP. Ctrl-C cancels the tasks."""
+    import optuna
+    import ray
+
+    from .grid_ray import MAX_RETRIES, check_address, connect
+
+    check_address(address)
+    started = connect(address)
+    server = None
+    try:
+        if isinstance(storage, optuna.storages.InMemoryStorage):
+            server, storage = serve(storage, ray.util.get_node_ip_address())
+        if n_workers is None:
+            n_workers = int(ray.cluster_resources().get("CPU", 1))
+        n_workers = max(1, min(n_workers, settings["n_trials"]))
+        remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_worker)
+        refs = [remote.remote(storage, study.study_name, settings, worker, objective)
+                for worker in range(n_workers)]
+        try:
+            follow(study, lambda: not ray.wait(refs, num_returns=len(refs),
+                                               timeout=POLL_SECONDS)[1],
+                   settings["n_trials"], progress_bar)
+            ray.get(refs)  # a task Ray could not finish (trials that raise are recorded)
+        except KeyboardInterrupt:
+            for ref in refs:
+                ray.cancel(ref)
+            raise
+    finally:
+        if server is not None:
+            server.stop(grace=5).wait()
+        if started:
+            ray.shutdown()
+
+
+def picklable(name: str, value: Any, engine: str) -> None:
+    """Spawned processes receive the objective by pickle: a lambda or a nested function
+    cannot travel (Ray's cloudpickle can, so this is for "processes" only)."""
+    try:
+        pickle.dumps(value)
+    except Exception as error:  # noqa: BLE001 - pickle raises several types
+        raise ValueError(f"{name}={value!r} cannot be sent to engine={engine!r}'s worker "
+                         f"processes ({type(error).__name__}: {error}); define it at module "
+                         f"level in an importable file") from None
+
