@@ -304,7 +304,9 @@ def optimize(base_config: Mapping[str, Any] | None = None, env_id: str = "CartPo
         storage = optuna.storages.InMemoryStorage()
     study = study_for(storage, study_name, settings)
     try:
-        if engine == "local":
+        if len(study.get_trials(deepcopy=False)) >= n_trials:
+            pass  # a stored study already finished: nothing to start
+        elif engine == "local":
             run_local(study, objective, n_trials, progress_bar)
         elif engine == "processes":
             workers = (os.cpu_count() or 1) if n_workers is None else n_workers
