@@ -15,7 +15,9 @@ The definitions are rliable's (``rliable.metrics.aggregate_iqm`` is scipy's trim
 rliable's StratifiedBootstrap resamples runs within each task). The bootstrap is
 ``scipy.stats.bootstrap`` with one sample per task: it resamples each task's runs
 independently, which is that stratified bootstrap, and it is seeded by its own generator.
-(``rliable.library`` draws its resamples from NumPy's global random state whatever
+The default statistic, the IQM, is computed for all resamples in one trim_mean call (about
+0.1 s for 17 variants x 2000 resamples); any other statistic, e.g. a learner's IQM, is
+called on each (runs, tasks) resample. (``rliable.library`` draws its resamples from NumPy's global random state whatever
 ``random_state`` it is given, and its ``arch`` dependency does not import with pandas 3.)
 """
 
@@ -96,22 +98,41 @@ def interquartile_mean(scores: Any) -> float:
     return float(trim_mean(as_scores(scores), proportiontocut=0.25, axis=None))
 
 
-def _bootstrap(array: np.ndarray, statistic: Callable[[np.ndarray], Any], reps: int,
-               confidence: float, seed: int):
-    """scipy.stats.bootstrap of ``statistic(array)``, stratified: each task's column is a
-    sample of its own, resampled independently (runs within tasks), percentile method.
-    Returns (low, high) arrays of the statistic's shape."""
+def _bootstrap(array: np.ndarray, on_batch: Callable[[np.ndarray], np.ndarray], reps: int,
+               confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stratified percentile bootstrap, by scipy.stats.bootstrap: each task's column is
+    a sample of its own, resampled independently (runs within tasks). ``on_batch`` maps
+    resamples stacked as (B, runs, tasks) to the statistic of each, (B,) or (B, k).
+    Returns the interval's (low, high), each a number or of shape (k,)."""
     from scipy.stats import bootstrap
 
     tasks = tuple(array[:, task] for task in range(array.shape[1]))
 
-    def on_resample(*columns: np.ndarray) -> Any:
-        return statistic(np.stack(columns, axis=1))
+    def on_resamples(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
+        samples = np.stack(columns, axis=-1)                     # (..., runs, tasks)
+        batch = samples.shape[:-2]
+        values = np.asarray(on_batch(samples.reshape(-1, *samples.shape[-2:])))
+        values = values.reshape(batch + values.shape[1:])
+        return np.moveaxis(values, -1, 0) if values.ndim > len(batch) else values
 
-    interval = bootstrap(tasks, on_resample, n_resamples=reps, vectorized=False,
+    interval = bootstrap(tasks, on_resamples, n_resamples=reps, vectorized=True,
                          paired=False, confidence_level=confidence, method="percentile",
                          rng=np.random.default_rng(seed)).confidence_interval
     return interval.low, interval.high
+
+
+def _iqm_of_each(samples: np.ndarray) -> np.ndarray:
+    """interquartile_mean of each (runs, tasks) sample of a (B, runs, tasks) batch, in one
+    call of trim_mean (which costs about 0.2 ms a call)."""
+    from scipy.stats import trim_mean
+
+    return trim_mean(samples.reshape(len(samples), -1), proportiontocut=0.25, axis=1)
+
+
+def _each(statistic: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], np.ndarray]:
+    if statistic is interquartile_mean:
+        return _iqm_of_each
+    return lambda samples: np.array([float(statistic(sample)) for sample in samples])
 
 
 def stratified_bootstrap_ci(scores: Mapping[Any, Any],
@@ -137,7 +158,7 @@ def stratified_bootstrap_ci(scores: Mapping[Any, Any],
         if array.shape[0] == 1:  # nothing to resample (scipy would refuse one observation)
             estimates[key] = (point, point, point)
             continue
-        low, high = _bootstrap(array, statistic, reps, confidence, seed)
+        low, high = _bootstrap(array, _each(statistic), reps, confidence, seed)
         estimates[key] = (point, float(low), float(high))
     return estimates
 
@@ -146,8 +167,12 @@ def score_distribution(scores: Any, taus: Sequence[float]) -> np.ndarray:
     """The performance profile at each threshold tau: the fraction of all runs (of all
     tasks) whose score is above tau, F(tau) = 1 / (N M) sum_{n,m} [x_{n,m} > tau]
     (rliable's ``run_score_deviation``, its default profile)."""
-    array = as_scores(scores)
-    return np.array([np.mean(array > tau) for tau in _taus(taus)])
+    return _fraction_above(as_scores(scores)[None], _taus(taus))[0]
+
+
+def _fraction_above(samples: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """(B, runs, tasks) -> (B, len(taus)): each sample's share of scores above each tau."""
+    return np.mean(samples.reshape(len(samples), -1, 1) > taus, axis=1)
 
 
 def _taus(taus: Sequence[float]) -> np.ndarray:
@@ -175,8 +200,8 @@ def performance_profile(scores: Mapping[Any, Any], taus: Sequence[float], reps: 
         if array.shape[0] == 1:
             profiles[key] = (profile, profile.copy(), profile.copy())
             continue
-        low, high = _bootstrap(array, lambda x: score_distribution(x, thresholds), reps,
-                               confidence, seed)
+        low, high = _bootstrap(array, lambda samples: _fraction_above(samples, thresholds),
+                               reps, confidence, seed)
         profiles[key] = (profile, np.asarray(low, dtype=np.float64),
                          np.asarray(high, dtype=np.float64))
     return profiles

@@ -125,6 +125,20 @@ def test_ci_leaves_global_random_state_alone():
     assert np.array_equal(np.random.get_state()[1], before)
 
 
+def test_iqm_batched_equals_iqm_called_on_each_resample():
+    """The default statistic runs as one trim_mean per batch of resamples; any other
+    statistic is called on each (runs, tasks) resample: the same numbers."""
+    scores = {"a": random_scores(10, 2, seed=2), "b": random_scores(5, 2, seed=3)}
+    assert stats.stratified_bootstrap_ci(scores, reps=300) == stats.stratified_bootstrap_ci(
+        scores, statistic=lambda x: stats.interquartile_mean(x), reps=300)
+
+
+def test_other_statistics():
+    scores = {"a": random_scores(8, 2, seed=4)}
+    point, low, high = stats.stratified_bootstrap_ci(scores, statistic=np.median, reps=300)["a"]
+    assert point == np.median(scores["a"]) and low <= point <= high
+
+
 def test_higher_confidence_gives_a_wider_interval():
     scores = {"a": random_scores()}
     _, low90, high90 = stats.stratified_bootstrap_ci(scores, reps=1000, confidence=0.9)["a"]
