@@ -245,10 +245,13 @@ def scores_by(frame: Any, by: str | Sequence[str] = "variant", score: str = "eva
                          f"{list(getattr(frame, 'columns', []))}")
     if frame.empty:
         raise ValueError("frame has no rows")
-    names = frame[keys[0]] if isinstance(by, str) else list(zip(*(frame[k] for k in keys)))
-    rows = list(zip(names, frame[task], frame["seed"], frame[score].astype(float)))
+    # tolist(): Python numbers and strings as keys (not numpy scalars)
+    names = frame[by].tolist() if isinstance(by, str) else list(
+        zip(*(frame[k].tolist() for k in keys)))
+    rows = list(zip(names, frame[task].tolist(), frame["seed"].tolist(),
+                    frame[score].astype(float).tolist()))
     _check_rows(rows, score)
-    tasks = sorted(set(frame[task]))
+    tasks = sorted(set(frame[task].tolist()))
     scale = _scales(tasks, normalize)
     table: dict[Any, dict[Any, dict[int, float]]] = {}
     for name, env, seed, value in rows:
@@ -308,7 +311,14 @@ def clearly_worse(table: Any, base: str = "base") -> list[str]:
     """The variants whose whole confidence interval lies below the base's: ci_high <
     base's ci_low (sorted). Intervals that overlap, or only touch, do not show a
     difference, whatever the point estimates say; the base is not worse than itself."""
+    missing = {"variant", "ci_low", "ci_high"} - set(getattr(table, "columns", ()))
+    if missing:
+        raise ValueError(f"table must have the columns variant, ci_low and ci_high (as "
+                         f"estimates_table gives), missing {sorted(missing)}")
     rows = table.set_index("variant")
+    if rows.index.has_duplicates:
+        raise ValueError(f"table has several rows for variant(s) "
+                         f"{sorted(map(str, rows.index[rows.index.duplicated()]))}")
     if base not in rows.index:
         raise ValueError(f"base {base!r} is not a variant of the table: "
                          f"{list(rows.index)}")

@@ -254,6 +254,7 @@ def test_scores_by_several_grid_keys():
     frame = grid_frame().assign(n_epochs=4)
     scores = stats.scores_by(frame, by=["variant", "n_epochs"])
     assert sorted(scores) == [("base", 4), ("no_norm", 4)]
+    assert all(type(key[1]) is int for key in scores)  # Python numbers, not numpy scalars
 
 
 @pytest.mark.parametrize("change,words", [
@@ -291,6 +292,10 @@ def test_table_and_clearly_worse():
     assert stats.clearly_worse(table, "overlap") == []
     with pytest.raises(ValueError, match="'nope'"):
         stats.clearly_worse(table, "nope")
+    with pytest.raises(ValueError, match="several rows for variant"):
+        stats.clearly_worse(pd.concat([table, table.iloc[:1]]), "base")
+    with pytest.raises(ValueError, match="missing"):
+        stats.clearly_worse(table.drop(columns="ci_low"), "base")
 
 
 # ---------------------------------------------------------------------------------------
