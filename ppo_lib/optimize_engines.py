@@ -22,8 +22,8 @@ import pickle
 import socket
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import get_context
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any
 
@@ -158,17 +158,42 @@ def follow(study, all_done: Callable[[], bool], n_trials: int, progress_bar: boo
 def run_processes(study, objective: Callable, settings: Mapping[str, Any], storage: Any,
                   n_workers: int, progress_bar: bool) -> None:
     """``n_workers`` spawned processes, each a ``run_worker`` on ``storage`` (a journal file,
-    or a database every process reaches)."""
-    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"))
+    or a database every process reaches). Ctrl-C ends them and marks their trials FAIL."""
+    context = get_context("spawn")
+    workers = [context.Process(target=run_worker, daemon=True,
+                               args=(storage, study.study_name, settings, worker, objective))
+               for worker in range(n_workers)]
+    for process in workers:
+        process.start()
     try:
-        futures = [pool.submit(run_worker, storage, study.study_name, settings, worker,
-                               objective) for worker in range(n_workers)]
-        follow(study, lambda: not wait(futures, timeout=POLL_SECONDS).not_done,
-               settings["n_trials"], progress_bar)
-        for future in futures:
-            future.result()  # a worker that died (not a trial: those are recorded)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        follow(study, lambda: exited(workers), settings["n_trials"], progress_bar)
+    except KeyboardInterrupt:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join()
+        fail_running(study)
+        raise
+    codes = [process.exitcode for process in workers if process.exitcode]
+    if codes and len(study.get_trials(deepcopy=False)) < settings["n_trials"]:
+        raise RuntimeError(f"{len(codes)} of {n_workers} worker processes exited with codes "
+                           f"{codes} before the study had {settings['n_trials']} trials (their "
+                           f"tracebacks are printed above)")
+
+
+def exited(processes) -> bool:
+    """Wait up to POLL_SECONDS for a process to end; True once all have."""
+    wait_for([process.sentinel for process in processes if process.is_alive()],
+             timeout=POLL_SECONDS)
+    return not any(process.is_alive() for process in processes)
+
+
+def fail_running(study) -> None:
+    """Trials left RUNNING by workers that were stopped: FAIL (they count as tried)."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
 
 
 def in_memory(storage: Any, study_name: str, settings: Mapping[str, Any]):
@@ -237,6 +262,8 @@ def run_ray(study, objective: Callable, settings: Mapping[str, Any], storage: An
         except KeyboardInterrupt:
             for ref in refs:
                 ray.cancel(ref)
+            ray.wait(refs, num_returns=len(refs), timeout=10)
+            fail_running(study)
             raise
     finally:
         if server is not None:

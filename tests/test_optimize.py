@@ -3,7 +3,7 @@
 inside a loopback-only network namespace)."""
 
 import json
-import math
+import multiprocessing
 import tempfile
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from ppo_lib import grid, presets
+from ppo_lib import optimize_engines as engines
 from ppo_lib.optimize import optimize, sample_ppo_params, trial_arguments
 from ppo_lib.ppo import PPO
 
@@ -131,8 +132,7 @@ def test_processes_engine_shares_one_journal_file(tmp_path):
     head = path.read_bytes()[:16]
     assert not head.startswith(b"SQLite format")
     assert "op_code" in json.loads(path.read_text().splitlines()[0])
-    stored = optuna.load_study(study_name="cartpole", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(path))))
+    stored = optuna.load_study(study_name="cartpole", storage=journal(path))
     assert [trial.state for trial in stored.trials] == [trial.state for trial in study.trials]
     # a re-run with the same storage and name finds the study complete and runs nothing
     again = optimize(BASE, n_trials=4, sampler_fn=with_bad_trials, engine="processes",
@@ -140,16 +140,43 @@ def test_processes_engine_shares_one_journal_file(tmp_path):
     assert [trial.value for trial in again.trials] == [trial.value for trial in study.trials]
 
 
-def test_processes_engine_without_a_storage_returns_the_study_in_memory():
+def interrupted_at_trial_2(trial):
+    if trial.number == 2:
+        raise KeyboardInterrupt
+    return small_space(trial)
+
+
+def test_ctrl_c_returns_the_study_so_far():
+    with pytest.warns(UserWarning, match="interrupted"):
+        study = optimize(BASE, n_trials=4, sampler_fn=interrupted_at_trial_2, **SMALL)
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 2 + [
+        TrialState.FAIL]
+
+
+def interrupt_after_the_first_trial(study, all_done, n_trials, progress_bar):
+    """optimize_engines.follow, with a Ctrl-C once a trial has finished."""
+    while not engines.finished(study):
+        assert not all_done()
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_ends_the_worker_processes_and_returns_the_study_in_memory(monkeypatch):
+    """Without a storage the workers share a temporary journal file; after a Ctrl-C the
+    workers are gone, their unfinished trials FAIL and the study is copied into memory."""
+    monkeypatch.setattr(engines, "follow", interrupt_after_the_first_trial)
     temporary = set(Path(tempfile.gettempdir()).glob("ppo_optimize_*"))
-    study = optimize(BASE, n_trials=2, sampler_fn=small_space, engine="processes",
-                     n_workers=2, **dict(SMALL, total_timesteps=2048))
-    assert len(study.trials) == 2
+    with pytest.warns(UserWarning, match="interrupted"):
+        study = optimize(BASE, n_trials=20, sampler_fn=small_space, engine="processes",
+                         n_workers=2, **SMALL)
+    assert multiprocessing.active_children() == []
+    states = [trial.state for trial in study.trials]
+    assert TrialState.RUNNING not in states and TrialState.COMPLETE in states
+    assert len(states) < 20
     assert set(Path(tempfile.gettempdir()).glob("ppo_optimize_*")) == temporary  # removed
-    assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               for trial in study.trials)
-    assert all(math.isfinite(trial.intermediate_values[max(trial.intermediate_values)])
-               for trial in study.trials)
+
+
+def journal(path):
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 
 
 @pytest.mark.parametrize("kwargs, words", [
