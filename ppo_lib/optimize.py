@@ -33,9 +33,10 @@ Engines (``engine=``), the same trials everywhere:
                storage object every machine reaches (``"postgresql://..."``, JournalStorage
                on a JournalRedisBackend, a journal file on a shared file system).
                ``address`` / RAY_ADDRESS join a cluster as in run_grid.
-Worker w's sampler is seeded ``seed + w``; all stop when the study holds ``n_trials`` trials
-(Optuna's MaxTrialsCallback, any state), so re-running with the same ``storage`` and
-``study_name`` finishes an interrupted study. Ctrl-C stops it and returns the study so far.
+Worker w's sampler is seeded ``seed + w``; the workers share out the trials the study lacks
+(and Optuna's MaxTrialsCallback stops any that finds the study full), so a study ends with
+exactly ``n_trials`` trials, and re-running with the same ``storage`` and ``study_name``
+finishes an interrupted one. Ctrl-C stops the study and returns it as it is.
 Sampler and pruner: zoo's TPESampler(multivariate) and MedianPruner(n_startup_trials,
 n_warmup_steps=n_evaluations // 3), ``n_startup_trials`` zoo's 10, at most n_trials // 2.
 """

@@ -1,7 +1,7 @@
 """Where ``ppo_lib.optimize``'s trials run: this process, spawned processes sharing a journal
-file, or Ray tasks sharing a storage (issue 14). Every engine runs the same worker,
-``run_worker``: Optuna's ``study.optimize`` with one objective, until the study holds
-``n_trials`` trials.
+file, or Ray tasks sharing a storage (issue 14). Every engine runs the same objective
+with Optuna's ``study.optimize``; the parallel ones in workers (``run_worker``) that share
+out the trials the study lacks, so it ends with exactly ``n_trials``.
 
 Storages, by what ``storage=`` is:
   None                 an in-memory study ("local"; "ray" serves it to its tasks over gRPC);
@@ -20,6 +20,7 @@ import contextlib
 import os
 import pickle
 import socket
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from multiprocessing import get_context
@@ -106,23 +107,48 @@ def study_for(storage: Any, study_name: str | None, settings: Mapping[str, Any],
                                  parallel))
 
 
-def run_worker(storage: Any, study_name: str, settings: Mapping[str, Any], worker: int,
-               objective: Callable) -> int:
-    """One worker: ``study.optimize`` until the study holds ``settings["n_trials"]`` trials
-    of any state (MaxTrialsCallback, counting the running ones, as zoo's
-    --max-total-trials). A trial that raises is recorded, and the worker goes on. Returns how
-    many trials this worker ran."""
-    import optuna
+class Tagged:
+    """The objective, with each trial tagged by the worker that runs it."""
 
-    n_trials = settings["n_trials"]
+    def __init__(self, objective: Callable, tag: str):
+        self.objective, self.tag = objective, tag
+
+    def __call__(self, trial) -> float:
+        trial.set_user_attr("worker", self.tag)
+        return self.objective(trial)
+
+
+def quotas(n_trials: int, n_workers: int) -> list[int]:
+    """n_trials shared out: the first n_trials % n_workers workers run one more."""
+    return [n_trials // n_workers + (worker < n_trials % n_workers)
+            for worker in range(n_workers)]
+
+
+def run_worker(storage: Any, study_name: str, settings: Mapping[str, Any], worker: int,
+               objective: Callable, quota: int, tag: str) -> int:
+    """One worker: ``study.optimize`` for its ``quota`` of trials, each tagged ``tag``, the
+    worker's name in this call. The quotas sum to the trials the study lacks, so it ends
+    with exactly n_trials (MaxTrialsCallback alone, counting the running trials as zoo's
+    --max-total-trials does, let two workers that finish at once both start one more). A
+    worker that Ray runs again (its node died) runs only what its first run did not, and
+    marks the trial that run left RUNNING as FAIL. A trial that raises is recorded, and the
+    worker goes on. Returns how many trials this run started."""
+    import optuna
+    from optuna.trial import TrialState
+
     with quiet_and_one_thread():
         study = study_for(storage, study_name, settings, worker, parallel=True)
-        before = {trial.number for trial in study.get_trials(deepcopy=False)}
-        if len(before) >= n_trials:
-            return 0
-        study.optimize(objective, n_trials=n_trials, catch=(Exception,),
-                       callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=None)])
-        return len({trial.number for trial in study.get_trials(deepcopy=False)} - before)
+        mine = [trial for trial in study.get_trials(deepcopy=False)
+                if trial.user_attrs.get("worker") == tag]
+        for trial in mine:
+            if trial.state == TrialState.RUNNING:
+                study.tell(trial.number, state=TrialState.FAIL)
+        todo = quota - len(mine)
+        if todo > 0:
+            study.optimize(Tagged(objective, tag), n_trials=todo, catch=(Exception,),
+                           callbacks=[optuna.study.MaxTrialsCallback(settings["n_trials"],
+                                                                     states=None)])
+        return max(todo, 0)
 
 
 def run_local(study, objective: Callable, n_trials: int, progress_bar: bool) -> None:
@@ -159,10 +185,12 @@ def run_processes(study, objective: Callable, settings: Mapping[str, Any], stora
                   n_workers: int, progress_bar: bool) -> None:
     """``n_workers`` spawned processes, each a ``run_worker`` on ``storage`` (a journal file,
     or a database every process reaches). Ctrl-C ends them and marks their trials FAIL."""
-    context = get_context("spawn")
+    context, call = get_context("spawn"), uuid.uuid4().hex[:8]
+    shares = quotas(settings["n_trials"] - len(study.get_trials(deepcopy=False)), n_workers)
     workers = [context.Process(target=run_worker, daemon=True,
-                               args=(storage, study.study_name, settings, worker, objective))
-               for worker in range(n_workers)]
+                               args=(storage, study.study_name, settings, worker, objective,
+                                     quota, f"{call}-{worker}"))
+               for worker, quota in enumerate(shares) if quota > 0]
     for process in workers:
         process.start()
     try:
@@ -176,7 +204,7 @@ def run_processes(study, objective: Callable, settings: Mapping[str, Any], stora
         raise
     codes = [process.exitcode for process in workers if process.exitcode]
     if codes and len(study.get_trials(deepcopy=False)) < settings["n_trials"]:
-        raise RuntimeError(f"{len(codes)} of {n_workers} worker processes exited with codes "
+        raise RuntimeError(f"{len(codes)} of {len(workers)} worker processes exited with codes "
                            f"{codes} before the study had {settings['n_trials']} trials (their "
                            f"tracebacks are printed above)")
 
@@ -250,10 +278,13 @@ def run_ray(study, objective: Callable, settings: Mapping[str, Any], storage: An
             server, storage = serve(storage, ray.util.get_node_ip_address())
         if n_workers is None:
             n_workers = int(ray.cluster_resources().get("CPU", 1))
-        n_workers = max(1, min(n_workers, settings["n_trials"]))
+        call = uuid.uuid4().hex[:8]
+        shares = quotas(settings["n_trials"] - len(study.get_trials(deepcopy=False)),
+                        max(1, n_workers))
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_worker)
-        refs = [remote.remote(storage, study.study_name, settings, worker, objective)
-                for worker in range(n_workers)]
+        refs = [remote.remote(storage, study.study_name, settings, worker, objective, quota,
+                              f"{call}-{worker}")
+                for worker, quota in enumerate(shares) if quota > 0]
         try:
             follow(study, lambda: not ray.wait(refs, num_returns=len(refs),
                                                timeout=POLL_SECONDS)[1],

@@ -3,6 +3,7 @@
 inside a loopback-only network namespace)."""
 
 import json
+from collections import Counter
 import multiprocessing
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 
 from ppo_lib import grid, presets
 from ppo_lib import optimize_engines as engines
-from ppo_lib.optimize import optimize, sample_ppo_params, trial_arguments
+from ppo_lib.optimize import Objective, optimize, sample_ppo_params, trial_arguments
 from ppo_lib.ppo import PPO
 
 BASE = presets.get("cartpole_fast")   # 8 envs x 32 steps: 256 steps per update
@@ -125,7 +126,9 @@ def test_processes_engine_shares_one_journal_file(tmp_path):
     assert set(states.values()) <= {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}
     assert states[0] == TrialState.COMPLETE
     assert "RuntimeError" in study.trials[2].user_attrs["error"]
-    # both workers ran trials: worker 0's sampler (seed 0) and worker 1's (seed 1) differ
+    # each worker ran its share, worker 0's sampler (seed 0) and worker 1's (seed 1) differ
+    assert sorted(Counter(trial.user_attrs["worker"] for trial in study.trials).values()) \
+        == [2, 2]
     first_two = {json.dumps(trial.params, sort_keys=True) for trial in study.trials[:2]}
     assert len(first_two) == 2
     # the storage is Optuna's journal: JSON lines, not an SQLite database
@@ -138,6 +141,24 @@ def test_processes_engine_shares_one_journal_file(tmp_path):
     again = optimize(BASE, n_trials=4, sampler_fn=with_bad_trials, engine="processes",
                      n_workers=2, storage=str(path), study_name="cartpole", **SMALL)
     assert [trial.value for trial in again.trials] == [trial.value for trial in study.trials]
+
+
+def test_a_worker_run_again_runs_only_what_its_first_run_did_not(tmp_path):
+    """Ray runs a worker again when its node dies: the new run fails the trial the old one
+    left RUNNING and runs the rest of the worker's share, so the study keeps its size."""
+    settings = dict(seed=0, n_trials=3, n_startup_trials=1, n_evaluations=2)
+    path = str(tmp_path / "study.log")
+    study = engines.study_for(path, "retried", settings)
+    done, left_running = study.ask(), study.ask()
+    for trial in (done, left_running):
+        trial.set_user_attr("worker", "call-0")
+    study.tell(done, 1.0)
+    objective = Objective(BASE, "CartPole-v1", 2048, 2, 2, small_space, 0)
+    assert engines.run_worker(path, "retried", settings, 0, objective, 3, "call-0") == 1
+    trials = engines.study_for(path, "retried", settings).trials
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                                 TrialState.COMPLETE]
+    assert all(trial.user_attrs["worker"] == "call-0" for trial in trials)
 
 
 def interrupted_at_trial_2(trial):
