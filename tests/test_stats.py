@@ -87,26 +87,8 @@ def global_numpy_seed(seed):
 
 
 def rliable_library():
-    """rliable.library, importable despite arch < 8 (which rliable 1.2 pins) calling pandas
-    3's private deprecate_kwarg with its pandas 2 signature; pandas is put back after."""
-    try:
-        return importlib.import_module("rliable.library")
-    except TypeError:
-        pass
-    import pandas.util._decorators as decorators
-    original = decorators.deprecate_kwarg
-
-    def pandas2_signature(*args, **kwargs):
-        if args and isinstance(args[0], type) and issubclass(args[0], Warning):
-            return original(*args, **kwargs)
-        return original(FutureWarning, *args, **kwargs)
-    decorators.deprecate_kwarg = pandas2_signature
-    try:
-        for name in [m for m in sys.modules if m == "arch" or m.startswith("arch.")]:
-            del sys.modules[name]
-        return importlib.import_module("rliable.library")
-    finally:
-        decorators.deprecate_kwarg = original
+    """rliable.library (its arch < 8 needs pandas < 3, as pyproject.toml pins)."""
+    return importlib.import_module("rliable.library")
 
 
 def test_ci_contains_the_point_and_is_deterministic():
