@@ -4,7 +4,6 @@ and scipy on the same arrays, determinism, and bad input."""
 
 import contextlib
 import importlib
-import sys
 
 import matplotlib
 
