@@ -118,6 +118,30 @@ def test_inputs_are_protected_and_mutation_reported(toy, capsys):
     assert torch.equal(toy.cases()[0].args[0], T([1.0, 2.0]))
 
 
+def test_numpy_and_pandas_inputs_changed_in_place_are_reported(capsys):
+    """Lesson 10's inputs are numpy arrays and DataFrames: `x.sort()` or `inplace=True` on
+    the caller's data must fail with its own hint, and the case inputs stay as they were."""
+    import numpy as np
+
+    def iqm_sorting_in_place(scores):
+        x = scores.reshape(-1) if isinstance(scores, np.ndarray) else np.asarray(scores).ravel()
+        x.sort()
+        k = len(x) // 4
+        return float(x[k:len(x) - k].mean())
+    assert not check("interquartile_mean", iqm_sorting_in_place)
+    out = capsys.readouterr().out
+    assert "changed its inputs in place" in out and "np.sort(x)" in out
+
+    def reading_sorting_in_place(table, base="base"):
+        table.sort_values("variant", inplace=True)
+        rows = table.set_index("variant")
+        return sorted(name for name, high in rows["ci_high"].items()
+                      if high < rows.loc[base, "ci_low"])
+    assert not check("clearly_worse", reading_sorting_in_place)
+    out = capsys.readouterr().out
+    assert "changed its inputs in place" in out and "sort_values" in out
+
+
 def test_grad_mode_random_state_and_dtype_restored(toy):
     def messy(x):
         torch.set_grad_enabled(False)

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from .comparing import compare, describe, positional_arguments, signature_note
@@ -58,6 +59,10 @@ def snapshot(value: Any) -> Any:
     return _clone(value)
 
 
+def _is_pandas(value: Any) -> bool:
+    return type(value).__name__ in ("DataFrame", "Series") and hasattr(value, "equals")
+
+
 def _same(a: Any, b: Any) -> bool:
     """Exact equality of case inputs (to detect in-place modification), including whether
     a tensor requires grad (``x.requires_grad_(False)`` changes the caller's tensor)."""
@@ -71,6 +76,11 @@ def _same(a: Any, b: Any) -> bool:
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (bool, int, float, str, bytes, type(None))):
         return type(a) is type(b) and (a == b or (a != a and b != b))  # NaN equals NaN here
+    if isinstance(a, np.ndarray):
+        return (isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype
+                and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if _is_pandas(a):
+        return type(a) is type(b) and a.equals(b)
     return True  # other objects (functions, classes, modules) are passed as they are
 
 
@@ -228,5 +238,11 @@ def _mutation_hint(args: tuple, case_args: tuple, kwargs: dict, case_kwargs: dic
                 "new one: the caller's dict must stay as it was")
     if changed and isinstance(changed[0], list):
         return "build a new list instead of changing the caller's (e.g. `list(values)`)"
+    if changed and isinstance(changed[0], np.ndarray):
+        return ("`x.sort()` (and `x[...] = ...`, `x += ...`) change the caller's array: "
+                "`np.sort(x)` returns a sorted copy")
+    if changed and _is_pandas(changed[0]):
+        return ("leave the caller's table as it was: `table.sort_values(...)` returns a new "
+                "one, `inplace=True` or assigning a column changes theirs")
     return ("compute into new tensors (e.g. torch.zeros_like) instead of writing into the "
             "arguments (`x += ...`, `x[t] = ...`, `x.clamp_()` change the caller's tensor)")
