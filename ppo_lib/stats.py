@@ -17,8 +17,9 @@ rliable's StratifiedBootstrap resamples runs within each task). The bootstrap is
 independently, which is that stratified bootstrap, and it is seeded by its own generator.
 The default statistic, the IQM, is computed for all resamples in one trim_mean call (about
 0.1 s for 17 variants x 2000 resamples); any other statistic, e.g. a learner's IQM, is
-called on each (runs, tasks) resample. (``rliable.library`` draws its resamples from NumPy's global random state whatever
-``random_state`` it is given, and its ``arch`` dependency does not import with pandas 3.)
+called on each (runs, tasks) resample. (``rliable.library`` draws its resamples from NumPy's
+global random state whatever ``random_state`` it is given; tests/test_stats.py compares the
+two.)
 """
 
 from __future__ import annotations
