@@ -51,7 +51,8 @@ def check_address(address: str | None) -> None:
 def connect(address: str | None) -> bool:
     """Join the cluster at ``address`` (or RAY_ADDRESS), or start a local Ray with one CPU
     per core; True when this call connected, so the sweep disconnects at its end. A Ray
-    already initialised in this process is used as it is and left running."""
+    already initialised in this process is used as it is (``address`` is then not read)
+    and left running."""
     import ray
 
     if ray.is_initialized():
@@ -95,6 +96,8 @@ def run_ray(tasks, trainer: Callable[..., dict[str, Any]], finish, progress,
     import ray
 
     check_address(address)
+    if not tasks:   # every row already in the results file: no Ray to start or join
+        return
     started = connect(address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES,

@@ -56,7 +56,7 @@ def test_the_ray_tests_run_in_a_network_namespace_of_their_own():
     if probe.returncode != 0:
         skip_or_fail(f"`unshare -n` failed: {probe.stderr.strip()}")
     pytest_here = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0",
-                   str(Path(__file__).resolve())]
+                   "--timeout=300", str(Path(__file__).resolve())]
     script = "ip link set lo up && exec " + shlex.join(pytest_here)
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("PYTEST_", "RAY_"))}
@@ -333,3 +333,16 @@ def test_ray_address_joins_the_cluster_and_a_ray_already_running_is_left_running
         assert len(logged()) == 4
     finally:
         ray.shutdown()
+
+
+def test_a_sweep_whose_rows_are_all_in_the_results_file_joins_no_cluster(tmp_path,
+                                                                          monkeypatch):
+    def refuse(address):
+        raise AssertionError(f"run_ray joined Ray at {address!r} with nothing to run")
+
+    results = tmp_path / "grid.csv"
+    first = run_grid({}, GRID, SEEDS, results=results, trainer=raises_on_seed_1, **FAST)
+    monkeypatch.setattr(grid_ray, "connect", refuse)
+    again = run_grid({}, GRID, SEEDS, engine="ray", address="head:6379", results=results,
+                     trainer=raises_on_seed_1, **FAST)
+    assert without_seconds(again).equals(without_seconds(first))
