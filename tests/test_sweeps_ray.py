@@ -335,6 +335,23 @@ def test_ray_address_joins_the_cluster_and_a_ray_already_running_is_left_running
         ray.shutdown()
 
 
+@inside_only
+def test_optimize_runs_its_trials_as_ray_tasks_on_the_cluster(cluster):
+    """ppo_lib.optimize's Ray engine (its other engines: tests/test_optimize.py)."""
+    import optuna
+    import ray
+
+    from ppo_lib.optimize import optimize
+
+    study = optimize(presets.get("cartpole_fast"), "CartPole-v1", n_trials=4,
+                     total_timesteps=2048, n_evaluations=2, n_eval_episodes=2, engine="ray",
+                     address=cluster.address, progress_bar=False)
+    states = [trial.state for trial in study.trials]
+    assert len(states) == 4, states
+    assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert optuna.trial.TrialState.COMPLETE in states
+    assert not ray.is_initialized()
+
 def test_a_sweep_whose_rows_are_all_in_the_results_file_joins_no_cluster(tmp_path,
                                                                           monkeypatch):
     def refuse(address):
