@@ -67,7 +67,7 @@ def test_the_results_file_holds_the_whole_grid(full_grid):
         assert set(rows["variant"]) == set(variants(env_id))
         for name, changes in variants(env_id).items():
             (stored,) = set(rows.loc[rows["variant"] == name, "changes"])
-            assert stored == json.loads(json.dumps(changes, default=repr)), name
+            assert stored == json.dumps(changes, default=repr), name   # as run_grid writes it
     assert all(math.isfinite(value) for value in full_grid["eval_mean"])
 
 
