@@ -93,18 +93,20 @@ def run_ray(tasks, trainer: Callable[..., dict[str, Any]], finish, progress,
     Ctrl-C: the rows of runs already done are recorded, the others cancelled, and the
     KeyboardInterrupt raised again (run_grid returns the finished rows).
     """
-    import ray
-
     check_address(address)
     if not tasks:   # every row already in the results file: no Ray to start or join
         return
+    import ray
+
     started = connect(address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES,
                             retry_exceptions=False)(run_one)
-        pending = {remote.remote(trainer, config, seed, env_id, total_timesteps, n_eval): index
-                   for index, config, seed, env_id, total_timesteps, n_eval in tasks}
+        pending = {}   # {task: run index} of the runs not recorded yet
         try:
+            for index, config, seed, env_id, total_timesteps, n_eval in tasks:
+                pending[remote.remote(trainer, config, seed, env_id, total_timesteps,
+                                      n_eval)] = index
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 index = pending.pop(ref)

@@ -1,8 +1,8 @@
 """run_grid(engine="ray") on a real two-node Ray cluster (a head and one worker node, one CPU
 each) whose traffic stays on loopback: rows equal the "local" engine's bit for bit, a worker
-node removed mid-sweep costs only a retry, an interrupted sweep resumes, RAY_ADDRESS joins.
-(The "processes" engine's equality is tests/test_grid.py's
-test_processes_engine_gives_the_same_numbers_bit_for_bit.)
+node removed mid-sweep costs only a retry, an interrupted sweep resumes, RAY_ADDRESS joins,
+and ppo_lib.optimize's Ray engine runs its trials there. (The "processes" engine's equality is
+tests/test_grid.py's test_processes_engine_gives_the_same_numbers_bit_for_bit.)
 
 Ray binds to the machine's network address unless loopback is its only interface, so the
 tests run in a network namespace of their own: outside one, the launcher test re-runs this
@@ -15,6 +15,7 @@ import csv
 import math
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,6 +53,9 @@ def test_the_ray_tests_run_in_a_network_namespace_of_their_own():
         pytest.skip("already in a loopback-only network namespace: the tests below run here")
     if os.geteuid() != 0:
         skip_or_fail("they need root to make a loopback-only network namespace (unshare -n)")
+    missing = [tool for tool in ("unshare", "ip") if shutil.which(tool) is None]
+    if missing:
+        skip_or_fail(f"{' and '.join(missing)} not found (util-linux, iproute2)")
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         skip_or_fail(f"`unshare -n` failed: {probe.stderr.strip()}")
@@ -296,6 +300,8 @@ def test_an_interrupted_sweep_keeps_its_rows_and_resumes_where_it_stopped(cluste
                 return
             time.sleep(0.05)
 
+    # Ctrl-C raises KeyboardInterrupt even where SIGINT was ignored (a job started with &)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupter = threading.Thread(target=ctrl_c_when_three_rows_are_written)
     interrupter.start()
     try:
@@ -305,6 +311,7 @@ def test_an_interrupted_sweep_keeps_its_rows_and_resumes_where_it_stopped(cluste
                              trainer=stalls_on_the_last_run, **FAST)
     finally:
         interrupter.join()
+        signal.signal(signal.SIGINT, before)
     assert list(zip(first.n_epochs, first.seed)) == [(1, 0), (1, 1), (2, 0)]
     assert result_rows(results) == 3
     Path(LOG).unlink()
