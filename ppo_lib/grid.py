@@ -285,9 +285,12 @@ def outcome(future) -> dict[str, Any]:
     try:
         return future.result()
     except Exception as error:  # noqa: BLE001 - e.g. a worker process that died
+        why = f"{type(error).__name__}: {error}"
+        if isinstance(error, BrokenProcessPool):
+            why += (" (worker processes import your script: in a script, call run_grid under "
+                    "`if __name__ == \"__main__\":`)")
         return dict(eval_mean=math.nan, ep_rew_mean=math.nan, seconds=math.nan,
-                    curve_steps=[], curve_ep_rew_mean=[],
-                    error=f"{type(error).__name__}: {error}")
+                    curve_steps=[], curve_ep_rew_mean=[], error=why)
 
 
 def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
