@@ -99,16 +99,21 @@ def ppo_arguments() -> list[str]:
             if name not in NOT_IN_GRID]
 
 
-def check_grid_inputs(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
-                      seeds: Iterable[int], env_id: str, total_timesteps: int,
-                      engine: str, address: str | None, n_eval_episodes: int) -> list[int]:
-    """Every argument of run_grid checked before anything runs; the seeds as a list."""
+def check_engine(engine: str, address: str | None) -> None:
+    """``engine`` is one of ENGINES; ``address`` (a Ray cluster's) only with engine="ray"."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, "
                          f"got {engine!r}")
     if address is not None and engine != "ray":
         raise ValueError(f"address={address!r} joins a Ray cluster and needs engine='ray'; "
                          f"with engine={engine!r} leave it None")
+
+
+def check_grid_inputs(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
+                      seeds: Iterable[int], env_id: str, total_timesteps: int,
+                      engine: str, address: str | None, n_eval_episodes: int) -> list[int]:
+    """Every argument of run_grid checked before anything runs; the seeds as a list."""
+    check_engine(engine, address)
     known = ppo_arguments()
     if not isinstance(base_config, Mapping):
         raise ValueError(f"base_config must be a dict of PPO arguments, got "

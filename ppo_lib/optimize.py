@@ -214,12 +214,7 @@ def check_inputs(base_config, env_id, n_trials, total_timesteps, n_evaluations,
     """Every argument of optimize checked before anything runs."""
     import optuna
 
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, "
-                         f"got {engine!r}")
-    if address is not None and engine != "ray":
-        raise ValueError(f"address={address!r} joins a Ray cluster and needs engine='ray'; "
-                         f"with engine={engine!r} leave it None")
+    grid.check_engine(engine, address)
     if n_workers is not None:
         if engine == "local":
             raise ValueError(f"n_workers={n_workers!r} is for engine='processes' or 'ray'; "
