@@ -107,7 +107,7 @@ def load_results(path: str | Path = RESULTS):
     ``run_ablations`` returns them, from the course repository's results file."""
     import pandas as pd
 
-    from .grid import RESULT_COLUMNS, from_text
+    from .grid import from_text
 
     path = Path(path)
     if not path.exists():

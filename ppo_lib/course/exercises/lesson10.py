@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ...stats import clearly_worse, interquartile_mean
-from ..grading import Case, Exercise, Mistake, register
+from ..grading import Case, Exercise, register
 from .cases import Known, graded_case, mistakes_of
 
 # ---------------------------------------------------------------------------------------
