@@ -330,19 +330,41 @@ def _set_env_state(env: gym.Env, state: dict) -> bool:
     return False
 
 
+VECTORIZATION_MODES = ("sync", "vector_entry_point")
+
+
 def make_vec_env(env, n_envs: int = 1, seed: int | None = None,
                  env_kwargs: dict | None = None,
-                 wrapper_class: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
+                 wrapper_class: Callable[[gym.Env], gym.Env] | None = None,
+                 vectorization_mode: str = "sync") -> VecEnv:
     """A ``VecEnv`` from an env id, a gymnasium Env, a list of env factories or a VecEnv.
 
     ``env``: ``"CartPole-v1"`` (``n_envs`` copies of ``gym.make``), an ``Env`` instance
     (used as is; only with n_envs=1), a list of zero-argument factories (one env each;
     ``n_envs`` is then their number), or a ``VecEnv`` (returned as is).
+    ``vectorization_mode``: "sync" (the copies stepped one after another, in ``VecEnv``) or,
+    for CartPole's id, "vector_entry_point": gymnasium's numpy-vectorised CartPole, all
+    carts in one numpy step (``ppo_lib.vector_cartpole.CartPoleVecEnv``), as gymnasium's
+    ``make_vec`` names it.
     """
-    if isinstance(env, VecEnv):
+    from .vector_cartpole import CARTPOLE_IDS, CartPoleVecEnv
+
+    if isinstance(env, (VecEnv, CartPoleVecEnv)):
         return env
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+    if vectorization_mode not in VECTORIZATION_MODES:
+        raise ValueError(f"vectorization_mode must be one of {VECTORIZATION_MODES}, got "
+                         f"{vectorization_mode!r}")
+    if vectorization_mode == "vector_entry_point":
+        if not isinstance(env, str) or env not in CARTPOLE_IDS:
+            raise ValueError(f"vectorization_mode='vector_entry_point' needs an env id with a "
+                             f"numpy-vectorised version ({', '.join(CARTPOLE_IDS)}), got env="
+                             f"{env!r}; use vectorization_mode='sync' for other envs")
+        if wrapper_class is not None:
+            raise ValueError(f"wrapper_class={wrapper_class!r} wraps single envs; it cannot "
+                             f"wrap the vectorised CartPole: use vectorization_mode='sync'")
+        return CartPoleVecEnv(env, n_envs, seed=seed, env_kwargs=env_kwargs)
     if isinstance(env, str):
         fns = [EnvFactory(env, env_kwargs, wrapper_class) for _ in range(n_envs)]
     elif isinstance(env, gym.Env):

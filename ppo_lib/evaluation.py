@@ -16,7 +16,8 @@ def evaluate_policy(model, env, n_eval_episodes: int = 10, deterministic: bool =
                     seed: int | None = None, return_episode_rewards: bool = False):
     """Run ``n_eval_episodes`` full episodes with ``model.predict`` (SB3's evaluate_policy).
 
-    ``env``: an env id, a gymnasium Env, or a ppo_lib VecEnv (its first sub-env is used).
+    ``env``: an env id, a gymnasium Env, or a ppo_lib VecEnv (its first sub-env is used; a
+    vectorised CartPole's env id).
     Episode i is reset with seed + i when ``seed`` is given. Returns (mean, std) of the
     episode returns, or (returns, lengths) lists with ``return_episode_rewards=True``.
     The model normalises observations itself (normalize_obs) inside ``predict``.
@@ -28,6 +29,8 @@ def evaluate_policy(model, env, n_eval_episodes: int = 10, deterministic: bool =
     """
     check_positive_int("n_eval_episodes", n_eval_episodes)
     returns, lengths = [], []
+    if hasattr(env, "vector_env"):  # the vectorised CartPole: its env id, side by side
+        env = env.spec.id
     if isinstance(env, str):
         for first in range(0, n_eval_episodes, MAX_PARALLEL_EPISODES):
             count = min(MAX_PARALLEL_EPISODES, n_eval_episodes - first)

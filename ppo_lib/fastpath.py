@@ -24,6 +24,7 @@ and ``run_mlp`` (an ``mlp()`` applied without ``nn.Module.__call__``).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -55,8 +56,23 @@ def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
     return torch.ops.aten.threshold_backward(grad, out, 0)
 
 
+def tanh(x: Tensor) -> Tensor:
+    """``torch.tanh(x)``; without autograd, computed by numpy (``np.tanh``).
+
+    On a CPU with AVX-512 torch's float32 tanh takes about 2 ns per element (37 us for a
+    (256, 64) batch here), numpy's about 0.2 ns: a tenth of a CartPole gradient step. Both
+    are within 1 ulp of the exact value (they differ in about a third of last bits). Where
+    autograd records (the reference path, TRPO's second derivatives) it is torch's.
+    """
+    if torch.is_grad_enabled() and x.requires_grad or x.dtype is not torch.float32:
+        return torch.tanh(x)
+    out = torch.empty(x.shape)
+    np.tanh(x.numpy(), out=out.numpy())
+    return out
+
+
 # activation -> (its function, its backward from the gradient at its output and the output)
-ACTIVATIONS = {nn.Tanh: (torch.tanh, torch.ops.aten.tanh_backward),
+ACTIVATIONS = {nn.Tanh: (tanh, torch.ops.aten.tanh_backward),
                nn.ReLU: (torch.relu, _relu_backward)}
 
 

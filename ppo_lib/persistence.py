@@ -26,7 +26,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from .envs import VecEnv, make_vec_env
+from .envs import VECTORIZATION_MODES, VecEnv, make_vec_env
 from .schedules import schedule_from_dict, schedule_to_dict
 from .validation import check_positive_int
 
@@ -103,7 +103,7 @@ def model_data(model) -> dict:
         "observation_space": _space_to_data(model.observation_space),
         "action_space": _space_to_data(model.action_space),
         "env_id": model.env.spec.id if model.env is not None and model.env.spec else None,
-        "n_envs": model.n_envs,
+        "n_envs": model.n_envs, "vectorization_mode": model.vectorization_mode,
         "policy_state": model.policy.state_dict(),
         "optimizer_state": model.optimizer.state_dict(),
         "normalizer": None if model.normalizer is None else _pack(model.normalizer.state_dict()),
@@ -149,10 +149,18 @@ def load_model(cls, path: str | os.PathLike, env: Any = None,
     act_space = _space_from_data(data["action_space"])
     check_positive_int("the file's n_envs", data["n_envs"])
     same_env = env is None
+    vectorization_mode = data.get("vectorization_mode", "sync")
+    if vectorization_mode not in VECTORIZATION_MODES:
+        raise ValueError(f"{os.fspath(path)!r} holds vectorization_mode="
+                         f"{vectorization_mode!r}, not one of {VECTORIZATION_MODES}: not a "
+                         f"file written by PPO.save")
     if env is None and data["env_id"] is not None:
-        env = _rebuild_env(data["env_id"], data["n_envs"], obs_space, act_space, path)
+        env = _rebuild_env(data["env_id"], data["n_envs"], obs_space, act_space, path,
+                           vectorization_mode)
     elif env is not None:
-        env = make_vec_env(env, n_envs=data["n_envs"])
+        env = make_vec_env(env, n_envs=data["n_envs"],
+                           vectorization_mode=vectorization_mode if isinstance(env, str)
+                           else "sync")
         if env.observation_space != obs_space or env.action_space != act_space:
             raise ValueError(
                 f"env has observation space {env.observation_space} and action space "
@@ -160,6 +168,7 @@ def load_model(cls, path: str | os.PathLike, env: Any = None,
                 f"on {obs_space} and {act_space}; pass env= an env with the model's "
                 f"spaces (the same env id and wrappers), or leave env out to predict only")
     model = cls(policy, env, n_envs=data["n_envs"], policy_kwargs=policy_kwargs,
+                vectorization_mode=vectorization_mode,
                 observation_space=obs_space, action_space=act_space, **hp)
     model.seed = seed
     model.policy.load_state_dict(data["policy_state"])
@@ -332,7 +341,8 @@ def _saved_hyperparameters(data: dict, path) -> dict:
     return hp
 
 
-def _rebuild_env(env_id: Any, n_envs: int, obs_space, act_space, path) -> VecEnv | None:
+def _rebuild_env(env_id: Any, n_envs: int, obs_space, act_space, path,
+                 vectorization_mode: str = "sync") -> VecEnv | None:
     """The saved env id rebuilt, or None (a model that can only predict) when it is not
     registered here or its spaces differ (the saved env had wrappers)."""
     if not isinstance(env_id, str) or ":" in env_id:
@@ -343,7 +353,7 @@ def _rebuild_env(env_id: Any, n_envs: int, obs_space, act_space, path) -> VecEnv
     if env_id not in gym.registry:
         return None  # e.g. registered by a package not imported here: pass env= to train
     try:
-        env = make_vec_env(env_id, n_envs=n_envs)
+        env = make_vec_env(env_id, n_envs=n_envs, vectorization_mode=vectorization_mode)
     except Exception:  # registered but not buildable here (a missing dependency)
         return None
     if env.observation_space != obs_space or env.action_space != act_space:

@@ -54,6 +54,9 @@ class PPO:
         with ``observation_space`` and ``action_space`` given (a model that can only predict
         until it gets an env, as ``PPO.load`` builds one).
     n_envs: copies of the env when ``env`` is an id.
+    vectorization_mode: how those copies run (``ppo_lib.envs.make_vec_env``): "sync", one
+        after another, or "vector_entry_point", gymnasium's numpy-vectorised CartPole (all
+        carts in one numpy step; many envs then cost little more than one).
     learning_rate, clip_range, clip_range_vf: a float or a function of progress_remaining
         (1 at the start, 0 at the end); ``ppo_lib.schedules.linear_schedule`` saves as data.
     n_steps: steps per env per rollout (rollout size n_steps * n_envs).
@@ -100,7 +103,8 @@ class PPO:
                  loss_fn: Callable | None = None, kl_penalty: float | None = None,
                  kl_penalty_target: float = 0.01,
                  observation_space: spaces.Space | None = None,
-                 action_space: spaces.Space | None = None):
+                 action_space: spaces.Space | None = None,
+                 vectorization_mode: str = "sync"):
         check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
                               clip_range_vf, learning_rate, ent_coef, vf_coef, max_grad_norm,
                               target_kl)
@@ -136,7 +140,8 @@ class PPO:
             set_random_seed(seed)
         self.env: VecEnv | None = None
         if env is not None:
-            self.env = make_vec_env(env, n_envs=n_envs, seed=seed)
+            self.env = make_vec_env(env, n_envs=n_envs, seed=seed,
+                                    vectorization_mode=vectorization_mode)
             if seed is not None and self.env.last_obs is None:
                 self.env.seed = seed
             observation_space, action_space = self.env.observation_space, self.env.action_space
@@ -146,6 +151,9 @@ class PPO:
         self.observation_space, self.action_space = observation_space, action_space
         check_spaces(observation_space, action_space, flat_obs=policy_cls is None)
         self.n_envs = self.env.num_envs if self.env is not None else n_envs
+        self.vectorization_mode = (vectorization_mode if self.env is None else
+                                   "vector_entry_point" if hasattr(self.env, "vector_env")
+                                   else "sync")
         check_batch_size(batch_size, n_steps, self.n_envs)
 
         self.policy_class = policy_cls or policy_class_for(action_space)
