@@ -111,7 +111,7 @@ class CartPoleVecEnv:
         ended = terminated | truncated
         infos: dict[str, Any] = {"_final_obs": ended}
         if ended.any():
-            infos["final_obs"] = obs.copy()
+            infos["final_obs"] = np.where(ended[:, None], obs, np.float32(0))
             index = np.flatnonzero(ended)
             ep_returns = np.where(ended, self._returns, 0.0)
             ep_lengths = np.where(ended, self._lengths, 0)
