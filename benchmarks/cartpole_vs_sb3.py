@@ -3,13 +3,17 @@
     .venv/bin/python benchmarks/cartpole_vs_sb3.py [--seeds 5] [--steps 100000]
 
 Both libraries train with rl-baselines3-zoo's CartPole-v1 set (ppo_lib.presets
-"cartpole_tuned") for --steps steps, seed by seed, interleaved (ppo_lib seed 0, SB3 seed 0,
-ppo_lib seed 1, ...) so that a busy machine slows both alike. torch runs on one thread in
-both. Per seed it prints the wall time, the first step at which the moving mean of the last
-20 training-episode returns reached 475, and the final deterministic evaluation (20
-episodes); then the median SB3 / ppo_lib wall-time ratio. Last, the wall time to *solve*
+"cartpole_tuned") for --steps steps, seed by seed, interleaved (ppo_lib sync seed 0, ppo_lib
+vector seed 0, SB3 seed 0, ppo_lib sync seed 1, ...) so that a busy machine slows all alike;
+ppo_lib runs twice, on SB3's kind of env (gym.make copies stepped one after another,
+vectorization_mode "sync") and on gymnasium's numpy-vectorised CartPole ("vector_entry_point").
+torch runs on one thread in all. Per seed it prints the wall time, the first step at which
+the moving mean of the last 20 training-episode returns reached 475, and the final
+deterministic evaluation (20 episodes); then the median SB3 / ppo_lib wall-time ratios and
+the median steps to a 475 moving return (sample efficiency). Last, the wall time to *solve*
 CartPole (stop as soon as a 20-episode deterministic evaluation reaches 475) with ppo_lib's
-"cartpole_fast" preset vs SB3's zoo run; the evaluation, checked every 2k steps once the
+"cartpole_fast" preset at its own budget (presets.budget) vs SB3's zoo run at the zoo's
+100k steps, and how many seeds each solved; the evaluation, checked every 2k steps once the
 moving return is >= 475, counts in the time, and both libraries run its 20 episodes side by
 side (ppo_lib's evaluate_policy on an env id, SB3's on a 20-env DummyVecEnv).
 
@@ -23,10 +27,12 @@ import statistics
 import time
 from collections import deque
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from ppo_lib import presets
+from ppo_lib.ablations import machine
 from ppo_lib.callbacks import BaseCallback
 from ppo_lib.evaluation import evaluate_policy
 from ppo_lib.ppo import PPO
@@ -60,10 +66,14 @@ class FirstSolved(BaseCallback):
         return self.solved_step is None
 
 
-def run_ppo_lib(seed: int, steps: int, preset: str = "cartpole_tuned", stop: bool = False):
+def run_ppo_lib(seed: int, steps: int, preset: str = "cartpole_tuned", stop: bool = False,
+                mode: str | None = None):
     start = time.perf_counter()
     cb = FirstSolved(stop_on_eval=stop)
-    model = PPO("MlpPolicy", "CartPole-v1", seed=seed, **presets.get(preset))
+    config = presets.get(preset)
+    if mode is not None:
+        config["vectorization_mode"] = mode
+    model = PPO("MlpPolicy", "CartPole-v1", seed=seed, **config)
     model.learn(steps, callback=cb)
     wall = time.perf_counter() - start
     final = evaluate_policy(model, "CartPole-v1", 20, seed=10_000)[0]
@@ -120,6 +130,8 @@ def main() -> None:
     parser.add_argument("--skip-ratio", action="store_true", help="only the time to solve")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(f"machine: {machine()}, SB3 {sb3_version()}, gymnasium {gym.__version__}")
+    run_ppo_lib(0, 256)  # the first PPO in a process imports torch._dynamo (Adam): not timed
 
     if not args.skip_ratio:
         wall_time_ratio(args)
@@ -127,35 +139,60 @@ def main() -> None:
         time_to_solve(args)
 
 
+def sb3_version() -> str:
+    import stable_baselines3
+    return stable_baselines3.__version__
+
+
 def wall_time_ratio(args) -> None:
-    print(f"{'seed':>4} | {'lib':>7} | {'wall s':>7} | {'475 at step':>11} | {'final eval':>10}")
-    ratios = []
+    """The zoo set in all three: ppo_lib on SB3's kind of env (gym.make copies stepped one
+    after another, "sync") and on gymnasium's numpy-vectorised CartPole, and SB3."""
+    print(f"{'seed':>4} | {'run':>14} | {'wall s':>7} | {'475 at step':>11} | {'final eval':>10}")
+    walls = {name: [] for name in ("sync", "vector", "sb3")}
+    firsts = {name: [] for name in walls}
     for seed in range(args.seeds):
-        ours = run_ppo_lib(seed, args.steps)
-        theirs = run_sb3(seed, args.steps)
-        for name, (wall, first, _, final) in (("ppo_lib", ours), ("sb3", theirs)):
-            print(f"{seed:>4} | {name:>7} | {wall:7.1f} | {str(first):>11} | {final:10.1f}",
-                  flush=True)
-        ratios.append(theirs[0] / ours[0])
-    print(f"median SB3 / ppo_lib wall-time ratio: {statistics.median(ratios):.2f} "
-          f"(per seed: {', '.join(f'{r:.2f}' for r in ratios)})")
+        runs = {"sync": run_ppo_lib(seed, args.steps),
+                "vector": run_ppo_lib(seed, args.steps, mode="vector_entry_point"),
+                "sb3": run_sb3(seed, args.steps)}
+        for name, (wall, first, _, final) in runs.items():
+            walls[name].append(wall)
+            firsts[name].append(first)
+            print(f"{seed:>4} | {LABELS[name]:>14} | {wall:7.2f} | {str(first):>11} | "
+                  f"{final:10.1f}", flush=True)
+    for name in ("sync", "vector"):
+        ratios = [theirs / ours for theirs, ours in zip(walls["sb3"], walls[name])]
+        print(f"ppo_lib {name}: median SB3 / ppo_lib wall-time ratio "
+              f"{statistics.median(ratios):.2f} (per seed: "
+              f"{', '.join(f'{r:.2f}' for r in ratios)})")
+    for name, steps in firsts.items():
+        reached = [s for s in steps if s is not None]
+        print(f"{LABELS[name]}: 475 moving return reached by {len(reached)}/{len(steps)} "
+              f"seeds, median step {statistics.median(reached) if reached else None}")
+
+
+LABELS = {"sync": "ppo_lib sync", "vector": "ppo_lib vector", "sb3": "SB3"}
 
 
 def time_to_solve(args) -> None:
-    print("\ntime to solve (stop when a 20-episode deterministic evaluation reaches 475):")
-    fast, zoo = [], []
+    budget = presets.budget("cartpole_fast")
+    print(f"\ntime to solve (stop when a 20-episode deterministic evaluation reaches 475): "
+          f"ppo_lib cartpole_fast at its budget ({budget:,} steps), SB3 zoo at 100,000:")
+    fast, zoo, solved_fast, solved_zoo = [], [], 0, 0
     for seed in range(args.seeds):
-        wall, _, solved, _ = run_ppo_lib(seed, 150_000, "cartpole_fast", stop=True)
+        wall, _, solved, _ = run_ppo_lib(seed, budget, "cartpole_fast", stop=True)
         fast.append(wall)
-        print(f"  seed {seed}: ppo_lib cartpole_fast {wall:6.1f} s (solved at {solved})",
+        solved_fast += solved is not None
+        print(f"  seed {seed}: ppo_lib cartpole_fast {wall:6.2f} s (solved at {solved})",
               flush=True)
-        wall, _, solved, _ = run_sb3(seed, 150_000, stop=True)
+        wall, _, solved, _ = run_sb3(seed, 100_000, stop=True)
         zoo.append(wall)
-        print(f"  seed {seed}: SB3 zoo              {wall:6.1f} s (solved at {solved})",
+        solved_zoo += solved is not None
+        print(f"  seed {seed}: SB3 zoo              {wall:6.2f} s (solved at {solved})",
               flush=True)
-    print(f"median: ppo_lib cartpole_fast {statistics.median(fast):.1f} s, "
-          f"SB3 zoo {statistics.median(zoo):.1f} s, "
-          f"ratio {statistics.median(zoo) / statistics.median(fast):.2f}")
+    print(f"median: ppo_lib cartpole_fast {statistics.median(fast):.2f} s "
+          f"({solved_fast}/{args.seeds} solved), SB3 zoo {statistics.median(zoo):.2f} s "
+          f"({solved_zoo}/{args.seeds} solved), ratio "
+          f"{statistics.median(zoo) / statistics.median(fast):.2f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 from ppo_lib import grid, presets, sweeps
 from ppo_lib.sweeps import run_grid
 
-STEPS = 2048                                  # 8 updates of cartpole_fast (8 envs x 32 steps)
+STEPS = 2048                                  # 8 updates of cartpole_fast (16 envs x 16 steps)
 GRID = {"n_epochs": [1, 2]}
 SEEDS = [0, 1]
 FAST = dict(total_timesteps=STEPS, n_eval_episodes=3, progress_bar=False)

@@ -12,12 +12,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from ppo_lib import grid, presets
+from ppo_lib import ablations, grid
 from ppo_lib import optimize_engines as engines
 from ppo_lib.optimize import Objective, optimize, sample_ppo_params, trial_arguments
 from ppo_lib.ppo import PPO
 
-BASE = presets.get("cartpole_fast")   # 8 envs x 32 steps: 256 steps per update
+BASE = ablations.base_config("CartPole-v1")   # 8 envs x 32 steps: 256 steps per update
 SMALL = dict(env_id="CartPole-v1", total_timesteps=4096, n_evaluations=4, n_eval_episodes=5,
              progress_bar=False)
 
