@@ -1,0 +1,678 @@
+"""Seeds in lockstep: K seeds of one PPO configuration trained together (lessons 07, 08, 10).
+
+A sweep compares a configuration over several seeds. Trained one after another, each seed
+pays Python's and torch's per-operation overhead on tiny CartPole tensors. Here the K seeds
+share one batched network: every parameter gets a seed axis in front (a weight (K, out, in),
+``torch.baddbmm`` / ``torch.bmm`` instead of ``addmm`` / ``mm``), and one operation does the
+work of K. Yet each seed gets *exactly* what it would get alone:
+
+    train_seeds(config, env_id, seeds, N)[k]  ==  PPO("MlpPolicy", env_id, seed=seeds[k],
+                                                       **config).learn(N)
+
+bit for bit: logger rows (but for time/*), policy and optimizer state, env state. That takes
+care, because the low bits of a float32 result can depend on how an operation is batched:
+
+* the random streams: each seed draws from its own ``torch.Generator`` started at the global
+  state ``PPO(seed=s)`` leaves (python, numpy and torch seeded, the policy initialised), in
+  the same order and sizes as the lone run (actions while collecting, ``randperm`` for the
+  minibatches);
+* matrix products: ``baddbmm`` / ``bmm`` give each seed's slice the bits of ``addmm`` / ``mm``
+  for this MLP's shapes, except a layer with one output (the value head, Pendulum's action
+  head), which runs per seed with ``addmm``. An operand whose slice would not start at a
+  64-byte boundary (the CPU kernels round by address, see ``ppo_lib.fastpath``) runs per
+  seed on an aligned copy;
+* elementwise exp / log: torch computes the first multiple of 2 x 16 elements of a tensor
+  with vector instructions and the rest with scalar ones, whose last bits can differ. A
+  batched exp gives the lone run's bits when each seed's slice is a multiple of 32 elements
+  (``_vector_exact``), else it runs per seed;
+* reductions whose algorithm depends on the shape: ``Tensor.std()`` over a whole tensor (a
+  two-pass double-precision algorithm) differs from ``std(dim)`` (Welford), so the per-minibatch
+  advantage normalisation runs per seed; so does the gradient norm (``vector_norm`` of the
+  flat buffer) and everything a rollout step computes from the heads on (a few elements per
+  seed, the scalar path). Sums and means over the batch axis are batched: a row of a
+  (K, B) reduction is reduced as the lone (B,) tensor is (tests/test_lockstep.py).
+* torch runs on one thread inside ``train_seeds``: a K-times larger operation would otherwise
+  be split across threads where the lone one is not, moving the vector / scalar boundaries.
+
+``supports_lockstep(config, env_id)`` says whether a configuration can run so; anything else
+(target_kl, kl_penalty, loss_fn, advantage_fn, CnnPolicy, other action spaces) trains its
+seeds one after another with ``PPO`` (same results, no speed-up).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .distributions import LOG_SQRT_2PI, gaussian_entropy
+from .fastpath import ACTIVATIONS, fast_gradient_step
+from .logger import rollout_row, train_row
+from .policies import CategoricalActorCritic, GaussianActorCritic, clip_actions
+from .rollout import Rollout, check_finite, compute_advantages, obs_tensor
+from .validation import check_finite_parameters, check_positive_int
+
+ALIGN = 16        # floats: 64 bytes, the boundary each seed's operands start at
+BMM_SMALL = 400   # multiply-adds below which torch's bmm runs a naive loop of its own
+VECTOR_RUN = 32   # elements torch's elementwise kernels take per vector step (2 x 16 floats)
+
+# Configuration keys lockstep trains exactly (others, e.g. target_kl, fall back to PPO)
+SUPPORTED_KEYS = {
+    "n_envs", "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
+    "clip_range", "clip_range_vf", "normalize_advantage", "ent_coef", "vf_coef",
+    "max_grad_norm", "normalize_obs", "normalize_reward", "policy_kwargs",
+    "vectorization_mode", "target_kl", "kl_penalty", "loss_fn", "advantage_fn", "verbose",
+    "tensorboard_log", "kl_penalty_target"}
+SUPPORTED_POLICY_KWARGS = {"net_arch", "activation_fn", "ortho_init", "optimizer_kwargs",
+                           "log_std_init"}
+
+
+# --- which configurations ------------------------------------------------------------------
+def lockstep_problem(config: Mapping[str, Any], env_id: Any = "CartPole-v1",
+                     policy: Any = "MlpPolicy") -> str | None:
+    """Why ``config`` cannot train in lockstep (a sentence), or None when it can."""
+    if policy != "MlpPolicy":
+        return f"policy={policy!r}: lockstep batches the MLP policies only ('MlpPolicy')"
+    if not isinstance(env_id, str):
+        return f"env={env_id!r}: lockstep builds its envs from an env id string"
+    unknown = sorted(set(config) - SUPPORTED_KEYS)
+    if unknown:
+        return f"config keys {unknown} are not batched by lockstep"
+    for key in ("target_kl", "kl_penalty", "loss_fn", "advantage_fn", "tensorboard_log"):
+        if config.get(key) is not None:
+            return f"{key}={config[key]!r}: lockstep runs the plain clipped loss only"
+    if config.get("verbose", 0):
+        return f"verbose={config['verbose']!r}: lockstep prints nothing"
+    kwargs = dict(config.get("policy_kwargs") or {})
+    unknown = sorted(set(kwargs) - SUPPORTED_POLICY_KWARGS)
+    if unknown:
+        return f"policy_kwargs keys {unknown} are not batched by lockstep"
+    activation = kwargs.get("activation_fn", nn.Tanh)
+    if activation not in (nn.Tanh, nn.ReLU):
+        return f"activation_fn={activation!r}: lockstep batches Tanh and ReLU"
+    optimizer = dict(kwargs.get("optimizer_kwargs") or {})
+    if set(optimizer) - {"eps", "betas"}:
+        return f"optimizer_kwargs={optimizer!r}: lockstep batches Adam's eps and betas only"
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    try:
+        env = gym.make(env_id)
+    except Exception as error:  # noqa: BLE001 - PPO itself will say what is wrong
+        return f"env_id={env_id!r} cannot be made here ({type(error).__name__})"
+    action_space = env.action_space
+    env.close()
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+        return f"action space {action_space}: lockstep batches Discrete and Box actions"
+    return None
+
+
+def supports_lockstep(config: Mapping[str, Any], env_id: Any = "CartPole-v1",
+                      policy: Any = "MlpPolicy") -> bool:
+    """Whether ``train_seeds`` trains ``config``'s seeds in lockstep (else one after another;
+    ``lockstep_problem`` says why)."""
+    return lockstep_problem(config, env_id, policy) is None
+
+
+def check_seeds(seeds: Any) -> list[int]:
+    """``seeds`` as a list of distinct ints, else ValueError naming the value."""
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise ValueError(f"seeds must be a list of distinct integers, got {seeds!r}") from None
+    if not seeds:
+        raise ValueError("seeds is empty; expected at least one integer seed, e.g. [0, 1, 2]")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seeds must be integers, got {seed!r} "
+                             f"({type(seed).__name__}) in seeds={seeds!r}")
+    seeds = [int(seed) for seed in seeds]
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seeds={seeds!r} repeats {repeated}: each seed once (a repeated "
+                         f"seed is the same run)")
+    return seeds
+
+
+# --- the public entry point ----------------------------------------------------------------
+def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
+                total_timesteps: int, policy: str = "MlpPolicy", progress_bar: bool = False,
+                lockstep: bool = True) -> list:
+    """Train ``PPO(policy, env_id, seed=s, **config).learn(total_timesteps)`` for every seed s
+    -> the K trained ``PPO`` models, in the order of ``seeds``, each exactly the lone run's
+    (policy, optimizer, logger rows but for time/*, env, num_timesteps).
+
+    The lone run leaves torch's global random state behind, and a model goes on from it
+    when trained further (``learn(..., reset_num_timesteps=False)``); K models cannot share
+    one, so each gets it as ``model.lockstep_rng_state``: ``torch.set_rng_state(it)`` before
+    training a model further continues it exactly as the lone run (None: the model was
+    trained alone, the global state is its own).
+
+    In lockstep (one batched network for the K seeds) when ``lockstep`` and
+    ``supports_lockstep(config, env_id)``; otherwise one after another.
+    """
+    from .ppo import PPO
+
+    seeds = check_seeds(seeds)
+    check_positive_int("total_timesteps", total_timesteps)
+    if not lockstep or lockstep_problem(config, env_id, policy) is not None:
+        return [_lone(PPO(policy, env_id, seed=seed, **config), total_timesteps, progress_bar)
+                for seed in seeds]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the module docstring says: thread splits move the bits
+    try:
+        models, generators = [], []
+        for seed in seeds:
+            models.append(PPO(policy, env_id, seed=seed, **config))
+            generator = torch.Generator()  # the global state this seed's lone run goes on from
+            generator.set_state(torch.get_rng_state())
+            generators.append(generator)
+        if any(type(m.policy) not in (CategoricalActorCritic, GaussianActorCritic)
+               or fast_gradient_step(m.policy, m.optimizer) is None for m in models):
+            return [_lone(m, total_timesteps, progress_bar) for m in models]
+        Lockstep(models, generators).learn(total_timesteps, progress_bar)
+        for model, generator in zip(models, generators):
+            model.lockstep_rng_state = generator.get_state()
+    finally:
+        torch.set_num_threads(threads)
+    return models
+
+
+def _lone(model, total_timesteps: int, progress_bar: bool):
+    """A model trained alone (global random state): ``lockstep_rng_state`` None."""
+    model.learn(total_timesteps, progress_bar=progress_bar)
+    model.lockstep_rng_state = None
+    return model
+
+
+# --- the K seeds' parameters in one buffer ---------------------------------------------------
+def _aligned_zeros(*shape: int) -> Tensor:
+    """Zeros of ``shape`` whose storage starts at a 64-byte boundary."""
+    numel = int(np.prod(shape))
+    raw = torch.zeros(numel + ALIGN)
+    shift = (-raw.data_ptr() % (4 * ALIGN)) // 4
+    return raw[shift:shift + numel].view(*shape)
+
+
+def _aligned(x: Tensor) -> bool:
+    return x.data_ptr() % (4 * ALIGN) == 0
+
+
+def _vector_exact(x: Tensor) -> bool:
+    """Whether an elementwise exp / log over the seeds' slices of ``x`` (K, ...) gives each
+    the bits of the lone run's op on its slice: each slice a whole number of vector steps."""
+    return x.is_contiguous() and x[0].numel() % VECTOR_RUN == 0
+
+
+class Layer:
+    """One Linear (+ activation) of the K seeds: weight (K, out, in) and bias (K, out), and
+    their gradients, as views of the flat (K, total) buffers."""
+
+    def __init__(self, linears: list[nn.Linear], activation, offsets, flat, grad):
+        self.linears = linears
+        self.act, self.act_backward = activation
+        self.out_features, self.in_features = linears[0].weight.shape
+        w_off, b_off = offsets
+        out, inp = self.out_features, self.in_features
+        self.weight = flat[:, w_off:w_off + out * inp].view(-1, out, inp)
+        self.bias = flat[:, b_off:b_off + out]
+        self.weight_grad = grad[:, w_off:w_off + out * inp].view(-1, out, inp)
+        self.bias_grad = grad[:, b_off:b_off + out]
+        self.per_seed = out == 1  # baddbmm rounds a one-output layer unlike addmm
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y = act(x W^T + b) for each seed: x (K, B, in) -> (K, B, out)."""
+        weight_t = self.weight.transpose(1, 2)
+        if self.per_seed or not _bmm_exact(x, weight_t):
+            y = torch.stack([torch.addmm(lin.bias, _aligned_copy(x[k]), lin.weight.t())
+                             for k, lin in enumerate(self.linears)])
+        else:
+            y = torch.baddbmm(self.bias.unsqueeze(1), x, weight_t)
+        return y if self.act is None else self.act(y)
+
+    def backward(self, x: Tensor, y: Tensor, grad: Tensor, input_grad: bool) -> Tensor | None:
+        """From dL/dy (K, B, out): .grad of W and b (in place), and dL/dx if ``input_grad``.
+
+            d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
+        """
+        if self.act_backward is not None:
+            grad = self.act_backward(grad, y)
+        grad_t = grad.transpose(1, 2)
+        if self.per_seed or not _bmm_exact(grad_t, x):
+            for k, lin in enumerate(self.linears):
+                torch.mm(_aligned_copy(grad[k]).t(), _aligned_copy(x[k]), out=lin.weight.grad)
+        else:
+            torch.bmm(grad_t, x, out=self.weight_grad)
+        torch.sum(grad, 1, out=self.bias_grad)
+        if not input_grad:
+            return None
+        if self.per_seed or not _bmm_exact(grad, self.weight):
+            return torch.stack([_aligned_copy(grad[k]).mm(lin.weight)
+                                for k, lin in enumerate(self.linears)])
+        return torch.bmm(grad, self.weight)
+
+
+def _bmm_exact(a: Tensor, b: Tensor) -> bool:
+    """Whether ``bmm`` / ``baddbmm`` of a (K, m, n) and b (K, n, p) gives each seed the bits
+    of ``mm`` / ``addmm`` of its slices as the lone run holds them: every slice at a 64-byte
+    boundary (the CPU kernels round by address) and at least BMM_SMALL multiply-adds (below
+    that torch's bmm runs a loop of its own that rounds unlike addmm, e.g. a (3, 64) x
+    (64, 2) head). Otherwise the caller runs seed by seed on aligned copies."""
+    return (_slices_aligned(a) and _slices_aligned(b)
+            and a.shape[1] * a.shape[2] * b.shape[2] >= BMM_SMALL)
+
+
+def _slices_aligned(x: Tensor) -> bool:
+    return _aligned(x) and (x.stride(0) * x.element_size()) % (4 * ALIGN) == 0
+
+
+def _aligned_copy(x: Tensor) -> Tensor:
+    """x itself if it is contiguous from a 64-byte boundary, else such a copy (as the lone
+    run's freshly allocated tensors are)."""
+    if _aligned(x) and x.is_contiguous():
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def _net(modules_per_seed: list[list[nn.Module]], index: dict, flat, grad) -> list[Layer]:
+    """The K seeds' copies of one mlp() (plus a head) as Layers."""
+    layers = []
+    first = modules_per_seed[0]
+    for i, module in enumerate(first):
+        if type(module) is nn.Linear:
+            linears = [modules[i] for modules in modules_per_seed]
+            activation = (None, None)
+            if i + 1 < len(first) and type(first[i + 1]) in ACTIVATIONS:
+                activation = ACTIVATIONS[type(first[i + 1])]
+            offsets = (index[id(module.weight)], index[id(module.bias)])
+            layers.append(Layer(linears, activation, offsets, flat, grad))
+    return layers
+
+
+class Lockstep:
+    """K ``PPO`` models of one configuration (made by ``PPO(seed=s)``, not trained yet)
+    trained together; ``generators[k]`` holds the torch random state seed k's lone run has
+    at the start of ``learn``.
+
+    The parameters, their gradients and Adam's state of all K live in (K, total) buffers, row
+    k laid out as ``ppo_lib.fastpath`` lays out a lone model's (each parameter at a 64-byte
+    boundary); each model's parameters, .grad and optimizer state are views of row k, so
+    the models always hold their current state.
+    """
+
+    def __init__(self, models: list, generators: list[torch.Generator]):
+        self.models, self.generators = models, generators
+        self.K = len(models)
+        first = models[0]
+        self.gaussian = isinstance(first.policy, GaussianActorCritic)
+        params = [list(m.policy.parameters()) for m in models]
+        sizes = [p.numel() for p in params[0]]
+        offsets, total = [], 0
+        for size in sizes:
+            offsets.append(total)
+            total += -(-size // ALIGN) * ALIGN
+        self.flat = _aligned_zeros(self.K, total)
+        self.grad = _aligned_zeros(self.K, total)
+        self.exp_avg = _aligned_zeros(self.K, total)
+        self.exp_avg_sq = _aligned_zeros(self.K, total)
+        self.steps = torch.zeros(self.K, len(sizes))
+        with torch.no_grad():
+            for k, model in enumerate(models):
+                state = model.optimizer.state
+                for j, p in enumerate(params[k]):
+                    o = offsets[j]
+                    view = self.flat[k, o:o + p.numel()].view_as(p)
+                    view.copy_(p.detach())
+                    p.data = view
+                    p.grad = self.grad[k, o:o + p.numel()].view_as(p)
+                    state[p] = {"step": self.steps[k, j],
+                                "exp_avg": self.exp_avg[k, o:o + p.numel()].view_as(p),
+                                "exp_avg_sq": self.exp_avg_sq[k, o:o + p.numel()].view_as(p)}
+                model.optimizer._lists = None
+                model._gradient_step = None
+        index = {id(p): o for p, o in zip(params[0], offsets)}
+        policies = [m.policy for m in models]
+        ex = [p.mlp_extractor for p in policies]
+        self.shared = _net([list(e.shared_net) for e in ex], index, self.flat, self.grad)
+        self.pi = _net([list(e.policy_net) + [p.action_net] for e, p in zip(ex, policies)],
+                       index, self.flat, self.grad)
+        self.vf = _net([list(e.value_net) + [p.value_net] for e, p in zip(ex, policies)],
+                       index, self.flat, self.grad)
+        if self.gaussian:
+            o = index[id(first.policy.log_std)]
+            n = first.policy.log_std.numel()
+            self.log_std, self.log_std_grad = self.flat[:, o:o + n], self.grad[:, o:o + n]
+        # one rollout buffer (K, T, N, ...) for all; model k's Rollout is row k (contiguous)
+        spaces = first.observation_space, first.action_space
+        big = Rollout.allocate(first.n_steps, first.n_envs * self.K, *spaces)
+        self.rollout = Rollout(*(_seed_axis(x, self.K, first.n_envs) for x in (
+            big.obs, big.actions, big.rewards, big.dones, big.values, big.log_probs,
+            big.advantages, big.returns)), big.last_values.view(self.K, first.n_envs))
+        for k, model in enumerate(models):
+            model.rollout = Rollout(*(x[k] for x in (
+                self.rollout.obs, self.rollout.actions, self.rollout.rewards,
+                self.rollout.dones, self.rollout.values, self.rollout.log_probs,
+                self.rollout.advantages, self.rollout.returns, self.rollout.last_values)))
+
+    # --- forward ------------------------------------------------------------------------
+    @staticmethod
+    def _run(layers: list[Layer], x: Tensor, saved: list | None = None) -> Tensor:
+        for layer in layers:
+            y = layer.forward(x)
+            if saved is not None:
+                saved.append((x, y))
+            x = y
+        return x
+
+    def heads(self, obs: Tensor, saved=None) -> tuple[Tensor, Tensor]:
+        """obs (K, B, obs_dim) -> logits or mean (K, B, A), values (K, B)."""
+        saved_shared, saved_pi, saved_vf = saved or (None, None, None)
+        trunk = self._run(self.shared, obs, saved_shared)
+        head = self._run(self.pi, trunk, saved_pi)
+        values = self._run(self.vf, trunk, saved_vf).squeeze(-1)
+        return head, values
+
+    # --- training loop ------------------------------------------------------------------
+    def learn(self, total_timesteps: int, progress_bar: bool = False) -> None:
+        """``PPO.learn(total_timesteps)`` for every model (fresh: num_timesteps from 0)."""
+        from .callbacks import as_callback
+
+        models = self.models
+        for model in models:
+            model.num_timesteps, model.n_updates = 0, 0
+            model.last_obs = model.reset_env()
+            model._callback = as_callback(None)
+            model._callback.init_callback(model)
+        bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total_timesteps * self.K, unit="steps")
+        start_time = time.perf_counter()
+        try:
+            while models[0].num_timesteps < total_timesteps:
+                self.collect(bar)
+                for model in models:
+                    check_finite(model.rollout, model.num_timesteps, model.lr_schedule(1.0))
+                    compute_advantages(model.rollout, model.gamma, model.gae_lambda,
+                                       model.advantage_fn)
+                progress = max(0.0, 1.0 - models[0].num_timesteps / total_timesteps)
+                rows = self.train(progress)
+                elapsed = max(time.perf_counter() - start_time, 1e-9)
+                for model, row in zip(models, rows):
+                    steps = model.num_timesteps
+                    model.logger.record({**rollout_row(model.env),
+                                         "time/fps": int(steps / elapsed),
+                                         "time/iterations": len(model.logger.rows) + 1,
+                                         "time/time_elapsed": elapsed,
+                                         "time/total_timesteps": steps, **row})
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def collect(self, bar=None) -> None:
+        """``collect_rollout`` for the K models: one batched forward pass per step, each
+        model's env, normaliser and random stream its own."""
+        models, K = self.models, self.K
+        rollout = self.rollout
+        with torch.no_grad():
+            for t in range(rollout.obs.shape[1]):
+                obs = torch.stack([obs_tensor(m.last_obs) for m in models])
+                head, values = self.heads(obs)
+                actions, log_probs = self.sample(head)
+                for k, model in enumerate(models):
+                    model.last_obs, rewards, dones = _env_step(model, obs[k], actions[k])
+                    rollout.rewards[k, t] = rewards
+                    rollout.dones[k, t] = dones
+                    model.num_timesteps += model.n_envs
+                rollout.obs[:, t] = obs
+                rollout.actions[:, t] = actions
+                rollout.values[:, t] = values
+                rollout.log_probs[:, t] = log_probs
+                if bar is not None:
+                    bar.update(K * models[0].n_envs)
+            last = torch.stack([obs_tensor(m.last_obs) for m in models])
+            rollout.last_values[:] = self.heads(last)[1]
+
+    def sample(self, head: Tensor) -> tuple[Tensor, Tensor]:
+        """Each seed's actions and their log-probabilities, drawn from its own generator as
+        ``policy.forward`` draws them (per seed: a few elements each, torch's scalar path)."""
+        from .distributions import categorical_log_prob, gaussian_log_prob
+
+        actions, log_probs = [], []
+        for k, generator in enumerate(self.generators):
+            if self.gaussian:  # mean + sigma * N(0, 1), as GaussianActorCritic.forward
+                mean, log_std = head[k], self.log_std[k]
+                noise = torch.randn(mean.shape, generator=generator)
+                a = (mean + log_std.exp() * noise)
+                actions.append(a)
+                log_probs.append(gaussian_log_prob(mean, log_std, a))
+            else:  # Gumbel-max, as distributions.categorical_sample
+                logits = head[k]
+                u = torch.rand(logits.shape, generator=generator).clamp_(min=1e-20)
+                a = (logits - torch.log(-torch.log(u))).argmax(-1)
+                actions.append(a)
+                log_probs.append(categorical_log_prob(logits, a))
+        return torch.stack(actions), torch.stack(log_probs)
+
+    # --- the update ---------------------------------------------------------------------
+    @torch.no_grad()  # as MlpGradientStep: no graph (and fastpath.tanh is numpy's then)
+    def train(self, progress_remaining: float) -> list[dict[str, float]]:
+        """``PPO.train`` (the fast path) for the K models -> their logged rows."""
+        models, K = self.models, self.K
+        first = models[0]
+        learning_rate, clip_range, clip_range_vf = first._scheduled(progress_remaining)
+        for model in models:
+            model._scheduled(progress_remaining)
+            for group in model.optimizer.param_groups:
+                group["lr"] = learning_rate
+        clip_range = max(clip_range, 1e-8)
+        group = first.optimizer.param_groups[0]
+        rollout = self.rollout
+        n = rollout.rewards[0].numel()
+        flat = [rollout.obs.flatten(1, 2), rollout.actions.flatten(1, 2),
+                rollout.values.flatten(1), rollout.log_probs.flatten(1),
+                rollout.advantages.flatten(1), rollout.returns.flatten(1)]
+        seed_index = torch.arange(K).unsqueeze(1)
+        logged, kls = [], []
+        for epoch in range(first.n_epochs):
+            kls = []
+            if first.batch_size >= n:
+                batches = [flat]
+            else:  # each seed's shuffle from its own generator, as rollout.minibatches
+                orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators])
+                batches = [[x[seed_index, orders[:, s:s + first.batch_size]] for x in flat]
+                           for s in range(0, n, first.batch_size)]
+            for obs, actions, old_values, old_log_probs, advantages, returns in batches:
+                advantages = torch.stack([m.normalized_advantages(advantages[k])
+                                          for k, m in enumerate(models)])
+                saved = ([], [], [])
+                head, values = self.heads(obs.float(), saved)
+                args = (old_log_probs, advantages, returns, float(clip_range),
+                        float(first.vf_coef), float(first.ent_coef), old_values,
+                        None if clip_range_vf is None else float(clip_range_vf))
+                if self.gaussian:
+                    (total, policy, value, entropy, log_ratio, ratio, grad_head,
+                     grad_log_std, grad_values) = self._gaussian(head, values, actions, *args)
+                else:
+                    (total, policy, value, entropy, log_ratio, ratio, grad_head,
+                     grad_values) = self._categorical(head, values, actions.long(), *args)
+                    grad_log_std = None
+                clipped = (torch.abs(ratio - 1) > clip_range).float().mean(-1)
+                logged.append(torch.stack([policy, value, -entropy, clipped], 1))
+                if epoch == first.n_epochs - 1:  # approx_kl, as ppo_lib.kl
+                    kls.append(self._per_seed_exp(log_ratio, _approx_kl))
+                self.step(saved, grad_head, grad_log_std, grad_values, first.max_grad_norm,
+                          group)
+            for model in models:
+                model.n_updates += 1
+        rows = []
+        last_losses = total.tolist()
+        for k, model in enumerate(models):
+            check_finite_parameters(model.policy, last_losses[k], model.n_updates,
+                                    model.num_timesteps, learning_rate)
+            rows.append(train_row([x[k] for x in logged], [x[k] for x in kls],
+                                  last_losses[k], model.rollout, model.policy,
+                                  model.n_updates, learning_rate, clip_range, clip_range_vf))
+        return rows
+
+    def _per_seed_exp(self, x: Tensor, fn):
+        """``fn`` (built on exp / log) of x (K, B): batched when that gives each seed the
+        lone run's bits (``_vector_exact``), else seed by seed."""
+        if _vector_exact(x):
+            return fn(x)
+        return torch.stack([fn(x[k]) for k in range(self.K)])
+
+    def _gaussian(self, mean, values, actions, old_log_probs, advantages, returns, clip_range,
+                  vf_coef, ent_coef, old_values, clip_range_vf):
+        """``gradients.gaussian_loss_and_gradients`` for K seeds (op for op)."""
+        n = values.shape[1]
+        log_stds = self.log_std.unsqueeze(1).expand_as(mean)
+        if _vector_exact(mean):
+            inv_std = torch.exp(-log_stds)
+        else:
+            inv_std = torch.stack([torch.exp(-self.log_std[k].expand_as(mean[k]))
+                                   for k in range(self.K)])
+        z = (actions - mean) * inv_std
+        log_prob = (-0.5 * z * z - log_stds - LOG_SQRT_2PI).sum(-1)
+        log_ratio = log_prob - old_log_probs
+        policy, value, ratio, g, grad_values = self._clipped_and_value(
+            log_ratio, advantages, values, returns, clip_range, vf_coef, old_values,
+            clip_range_vf)
+        mean_entropy = torch.stack([gaussian_entropy(self.log_std[k]).expand(n).mean()
+                                    for k in range(self.K)])
+        total = policy + vf_coef * value
+        if ent_coef != 0:
+            total = total - ent_coef * mean_entropy
+        g = g.unsqueeze(-1)
+        grad_mean = g * z * inv_std
+        grad_log_std = (g * (z * z - 1)).sum(1)
+        if ent_coef != 0:
+            grad_log_std = grad_log_std - ent_coef
+        return (total, policy, value, mean_entropy, log_ratio, ratio, grad_mean, grad_log_std,
+                grad_values)
+
+    def _categorical(self, logits, values, actions, old_log_probs, advantages, returns,
+                     clip_range, vf_coef, ent_coef, old_values, clip_range_vf):
+        """``gradients.categorical_loss_and_gradients`` for K seeds (op for op)."""
+        n = values.shape[1]
+        log_pi = torch.log_softmax(logits, dim=-1)  # row by row: batched is exact
+        p = self._per_seed_exp(log_pi, _exp)
+        entropy = -(p * log_pi).sum(-1)
+        index = actions.unsqueeze(-1)
+        log_ratio = log_pi.gather(-1, index).squeeze(-1) - old_log_probs
+        policy, value, ratio, g, grad_values = self._clipped_and_value(
+            log_ratio, advantages, values, returns, clip_range, vf_coef, old_values,
+            clip_range_vf)
+        mean_entropy = entropy.mean(-1)
+        total = policy + vf_coef * value
+        if ent_coef != 0:
+            total = total - ent_coef * mean_entropy
+        g = g.unsqueeze(-1)
+        if ent_coef != 0:
+            grad_logits = torch.addcmul(ent_coef / n * p * (log_pi + entropy.unsqueeze(-1)),
+                                        g, -p)
+        else:  # the same numbers: the entropy term is exactly 0
+            grad_logits = (g * p).neg_()
+        grad_logits.scatter_add_(-1, index, g)
+        return total, policy, value, mean_entropy, log_ratio, ratio, grad_logits, grad_values
+
+    def _clipped_and_value(self, log_ratio, advantages, values, returns, clip_range, vf_coef,
+                           old_values, clip_range_vf):
+        return _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
+                                  old_values, clip_range_vf, self._per_seed_exp)
+
+    def step(self, saved, grad_head, grad_log_std, grad_values, max_grad_norm, group) -> None:
+        """Backward pass, gradient-norm clip and one Adam step for the K seeds
+        (``fastpath.MlpGradientStep.step``)."""
+        saved_shared, saved_pi, saved_vf = saved
+        with torch.no_grad():
+            if grad_log_std is not None:
+                self.log_std_grad.copy_(grad_log_std)
+            has_trunk = len(self.shared) > 0
+            d_pi = _backward(self.pi, saved_pi, grad_head, has_trunk)
+            d_vf = _backward(self.vf, saved_vf, grad_values.unsqueeze(-1), has_trunk)
+            if has_trunk:
+                _backward(self.shared, saved_shared, d_pi + d_vf, False)
+            # clip_grad_norm_: scale by min(1, max_norm / (||g|| + 1e-6)), ||g|| per seed
+            # (vector_norm of a (K, total) row differs from the lone flat buffer's: per seed)
+            norm = torch.stack([torch.linalg.vector_norm(g) for g in self.grad])
+            self.grad.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0).unsqueeze(1))
+            self.steps.add_(1)
+            beta1, beta2 = group["betas"]
+            torch._fused_adam_(list(self.flat), list(self.grad), list(self.exp_avg),
+                               list(self.exp_avg_sq), [], list(self.steps[:, 0]),
+                               lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               eps=group["eps"], amsgrad=False, maximize=False)
+
+
+def _seed_axis(x: Tensor, K: int, n_envs: int) -> Tensor:
+    """A (T, K * N, ...) buffer as (K, T, N, ...), contiguous per seed."""
+    T = x.shape[0]
+    return torch.zeros(K, T, n_envs, *x.shape[2:], dtype=x.dtype)
+
+
+def _backward(layers: list[Layer], saved: list, grad: Tensor, need_input_grad: bool):
+    for i in range(len(layers) - 1, -1, -1):
+        x, y = saved[i]
+        grad = layers[i].backward(x, y, grad, i > 0 or need_input_grad)
+    return grad
+
+
+def _env_step(model, obs: Tensor, actions: Tensor):
+    """One step of ``model``'s env, as ``collect_rollout`` takes it -> (next_obs, rewards
+    (N,) float32 tensor, dones (N,) float32 tensor)."""
+    env, normalizer = model.env, model.normalizer
+    env_actions = clip_actions(actions.numpy(), env.action_space)
+    next_obs, rewards, terminated, truncated, infos = env.step(env_actions)
+    dones = terminated | truncated
+    if normalizer is not None:
+        next_obs = normalizer.obs(next_obs, update=True)
+        rewards = normalizer.reward(rewards, dones)
+    timeouts = truncated & ~terminated
+    if timeouts.any():  # bootstrap: the episode would have gone on
+        final_obs = infos["final_obs"][timeouts]
+        if normalizer is not None:
+            final_obs = normalizer.obs(final_obs)
+        final_values = model.policy.predict_values(obs_tensor(final_obs)).numpy()
+        rewards = rewards.astype(np.float32, copy=True)
+        rewards[timeouts] += model.gamma * final_values
+    return (next_obs, torch.from_numpy(np.asarray(rewards, dtype=np.float32)),
+            torch.from_numpy(dones.astype(np.float32)))
+
+
+def _approx_kl(log_ratio: Tensor) -> Tensor:
+    """``kl.approx_kl`` per seed: mean((r - 1) - log r) over the last axis."""
+    ratio = torch.exp(log_ratio)
+    return ((ratio - 1) - log_ratio).mean(-1)
+
+
+def _exp(x: Tensor) -> Tensor:
+    return x.exp()
+
+
+def _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
+                       old_values, clip_range_vf, per_seed_exp):
+    """``gradients.clipped_and_value_gradients`` for K seeds (op for op, means over the
+    batch axis)."""
+    n = values.shape[1]
+    ratio = per_seed_exp(log_ratio, _exp)
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
+    takes_unclipped = unclipped <= clipped
+    policy = -torch.where(takes_unclipped, unclipped, clipped).mean(-1)
+    predicted, vf_passes = values, None
+    if clip_range_vf is not None:
+        change = values - old_values
+        predicted = old_values + change.clamp(-clip_range_vf, clip_range_vf)
+        vf_passes = change.abs() <= clip_range_vf
+    error = predicted - returns
+    value = error.square().mean(-1)
+    g = torch.where(takes_unclipped, (-1.0 / n) * advantages * ratio, 0.0)
+    grad_values = (2.0 * vf_coef / n) * error
+    if vf_passes is not None:
+        grad_values = grad_values * vf_passes
+    return policy, value, ratio, g, grad_values

@@ -1,0 +1,144 @@
+"""Seeds in lockstep (ppo_lib.lockstep): each seed of a batched run equals, bit for bit, the
+lone run ``PPO("MlpPolicy", env_id, seed=s, **config).learn(N)``: logger rows (but for the
+timing keys), policy and optimizer state, env state, normaliser, num_timesteps."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ppo_lib import presets
+from ppo_lib.lockstep import check_seeds, lockstep_problem, supports_lockstep, train_seeds
+from ppo_lib.ppo import PPO
+from ppo_lib.schedules import linear_schedule
+from ppo_lib.sweeps import HEALTHY
+
+TIMING_KEYS = ("time/fps", "time/time_elapsed")
+
+# shared trunk, ReLU, value clipping, entropy bonus, both normalisations, shuffled
+# minibatches (batch_size < rollout), schedules, no orthogonal init, Adam eps
+MIXED = dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=3,
+             learning_rate=linear_schedule(1e-3), clip_range=linear_schedule(0.2),
+             clip_range_vf=0.2, ent_coef=0.01, normalize_obs=True, normalize_reward=True,
+             policy_kwargs=dict(net_arch=dict(shared=[64, 64], pi=[], vf=[]),
+                                activation_fn=nn.ReLU, ortho_init=False,
+                                optimizer_kwargs=dict(eps=1e-8)))
+
+
+def same(a, b) -> bool:
+    """Equal bit for bit, through dicts, lists, arrays, tensors (NaN equal to NaN)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b
+
+
+def assert_lone_equal(model, config, env_id, seed, total_timesteps):
+    lone = PPO("MlpPolicy", env_id, seed=seed, **config).learn(total_timesteps)
+    lone_rng = torch.get_rng_state()
+    rows = [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in lone.logger.rows]
+    mine = [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in model.logger.rows]
+    assert len(rows) == len(mine) > 0
+    for i, (a, b) in enumerate(zip(rows, mine)):
+        assert same(a, b), f"seed {seed}, row {i}: {a} != {b}"
+    assert same(lone.policy.state_dict(), model.policy.state_dict()), f"seed {seed}: policy"
+    assert same(lone.optimizer.state_dict(), model.optimizer.state_dict()), f"seed {seed}: Adam"
+    assert same(lone.env.get_state(), model.env.get_state()), f"seed {seed}: env"
+    assert same(lone.last_obs, model.last_obs)
+    assert (lone.num_timesteps, lone.n_updates) == (model.num_timesteps, model.n_updates)
+    if lone.normalizer is not None:
+        assert same(lone.normalizer.state_dict(), model.normalizer.state_dict())
+    if model.lockstep_rng_state is not None:  # None: trained alone (a fallback)
+        assert torch.equal(model.lockstep_rng_state, lone_rng), f"seed {seed}: torch RNG"
+    # and the trained model goes on as the lone one would (its next rollout and update),
+    # given the torch random state the lone run left
+    lone.learn(lone.n_steps * lone.n_envs, reset_num_timesteps=False)
+    torch.set_rng_state(lone_rng)
+    model.learn(model.n_steps * model.n_envs, reset_num_timesteps=False)
+    assert same(lone.policy.state_dict(), model.policy.state_dict()), f"seed {seed}: resumed"
+
+
+@pytest.mark.parametrize("config, env_id, seeds, steps", [
+    (HEALTHY, "CartPole-v1", [5], 1024),                                     # K = 1
+    (dict(HEALTHY, vectorization_mode="vector_entry_point"), "CartPole-v1", [3, 0, 7], 1536),
+    (dict(presets.get("pendulum"), n_steps=128), "Pendulum-v1", [1, 2], 1024),
+    (MIXED, "CartPole-v1", [0, 1, 2], 768),
+    # odd sizes: 3 envs, minibatches of 25, 25, 10 (misaligned slices, bmm's small loop)
+    (dict(n_envs=3, n_steps=20, batch_size=25, n_epochs=2, normalize_advantage=False,
+          gae_lambda=1.0), "CartPole-v1", [4, 2], 300),
+], ids=["cartpole-K1", "cartpole-vector-K3", "pendulum-K2", "mixed-K3", "odd-sizes"])
+def test_each_seed_equals_its_lone_run(config, env_id, seeds, steps):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # batch_size 25 does not divide 60
+        models = train_seeds(config, env_id, seeds, steps)
+        assert [m.seed for m in models] == seeds
+        for model, seed in zip(models, seeds):
+            assert_lone_equal(model, config, env_id, seed, steps)
+
+
+def test_company_does_not_matter():
+    """Seed 5 trained among [0..7] equals seed 5 trained alone (K = 8 vs K = 1), and a
+    Pendulum preset with a one-output action head, the value-head rule's other case."""
+    config = dict(HEALTHY, n_epochs=2)
+    eight = train_seeds(config, "CartPole-v1", range(8), 512)
+    alone = train_seeds(config, "CartPole-v1", [5], 512)[0]
+    assert same(eight[5].policy.state_dict(), alone.policy.state_dict())
+    assert same(eight[5].logger.rows[-1]["train/loss"], alone.logger.rows[-1]["train/loss"])
+    for seed in (0, 5, 7):
+        assert_lone_equal(eight[seed], config, "CartPole-v1", seed, 512)
+
+
+def test_unsupported_configs_fall_back_to_lone_runs():
+    config = dict(HEALTHY, target_kl=0.01)
+    assert not supports_lockstep(config, "CartPole-v1")
+    assert "target_kl" in lockstep_problem(config, "CartPole-v1")
+    assert "CnnPolicy" in lockstep_problem(HEALTHY, "CartPole-v1", policy="CnnPolicy")
+    assert lockstep_problem(HEALTHY, "MountainCarContinuous-v0") is None
+    assert not supports_lockstep(dict(HEALTHY, kl_penalty=0.1))
+    assert supports_lockstep(HEALTHY) and supports_lockstep(MIXED)
+    models = train_seeds(config, "CartPole-v1", [0, 1], 512)
+    for model, seed in zip(models, [0, 1]):
+        assert_lone_equal(model, config, "CartPole-v1", seed, 512)
+
+
+def test_lockstep_off_gives_the_same_models():
+    on = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512)
+    off = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512, lockstep=False)
+    for a, b in zip(on, off):
+        assert same(a.policy.state_dict(), b.policy.state_dict())
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([], "seeds is empty"),
+    ([0, 1, 0], "repeats [0]"),
+    ([0, 1.5], "must be integers, got 1.5"),
+    ([0, "1"], "must be integers, got '1'"),
+    ([True], "must be integers, got True"),
+    (3, "seeds must be a list"),
+])
+def test_bad_seeds_are_refused(seeds, message):
+    with pytest.raises(ValueError, match=None) as error:
+        check_seeds(seeds)
+    assert message in str(error.value)
+    with pytest.raises(ValueError):
+        train_seeds(HEALTHY, "CartPole-v1", seeds, 256)
+
+
+def test_threads_restored():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_seeds(HEALTHY, "CartPole-v1", [0], 256)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
