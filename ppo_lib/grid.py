@@ -54,6 +54,26 @@ def train_and_evaluate(config: Mapping[str, Any], seed: int, env_id: str,
 
     model = PPO("MlpPolicy", env_id, seed=seed, **config)
     model.learn(total_timesteps)
+    return evaluated(model, env_id, n_eval_episodes)
+
+
+def train_and_evaluate_seeds(config: Mapping[str, Any], seeds: Sequence[int], env_id: str,
+                             total_timesteps: int, n_eval_episodes: int
+                             ) -> list[dict[str, Any]]:
+    """``train_and_evaluate`` for several seeds of one configuration, trained together by
+    ``ppo_lib.lockstep.train_seeds`` (the same numbers as one run per seed)."""
+    from .lockstep import train_seeds
+
+    models = train_seeds(config, env_id, seeds, total_timesteps)
+    return [evaluated(model, env_id, n_eval_episodes) for model in models]
+
+
+def evaluated(model, env_id: str, n_eval_episodes: int) -> dict[str, Any]:
+    """A trained model's result columns (but seconds and error): ``eval_mean`` over
+    ``n_eval_episodes`` deterministic episodes seeded EVAL_SEED + i, the last logged
+    ep_rew_mean and the curve."""
+    from .evaluation import evaluate_policy
+
     eval_mean, _ = evaluate_policy(model, env_id, n_eval_episodes=n_eval_episodes,
                                    deterministic=True, seed=EVAL_SEED)
     curve = [(row[STEP_KEY], row[REWARD_KEY]) for row in model.logger.rows
@@ -82,6 +102,29 @@ def run_one(trainer: Callable[..., dict[str, Any]], config: Mapping[str, Any], s
         torch.set_num_threads(threads)
     out["seconds"] = time.process_time() - start
     return {column: out.get(column) for column in RESULT_COLUMNS}
+
+
+def run_seeds_together(config: Mapping[str, Any], seeds: Sequence[int], env_id: str,
+                       total_timesteps: int, n_eval_episodes: int
+                       ) -> list[dict[str, Any]] | None:
+    """``run_one`` for several seeds of one configuration trained in lockstep: their result
+    columns (each row's ``seconds`` the group's CPU seconds divided among its runs), or None
+    when training raised (the caller then runs each seed alone, so that a failing run is
+    its own row with its own error)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start = time.process_time()
+    try:
+        outs = train_and_evaluate_seeds(config, seeds, env_id, total_timesteps, n_eval_episodes)
+    except Exception:  # noqa: BLE001 - rerun seed by seed: each error in its own row
+        return None
+    finally:
+        torch.set_num_threads(threads)
+    seconds = (time.process_time() - start) / len(seeds)
+    return [{column: dict(out, error=None, seconds=seconds).get(column)
+             for column in RESULT_COLUMNS} for out in outs]
 
 
 def one_thread() -> None:
@@ -252,6 +295,46 @@ def run_local(tasks, trainer, finish, progress) -> None:
         progress.update(1)
 
 
+def run_local_lockstep(tasks, trainer, finish, progress) -> None:
+    """As ``run_local``, each grid point's seeds trained together (``ppo_lib.lockstep``)
+    where the configuration allows it; the rows are the same."""
+    from .lockstep import supports_lockstep
+
+    for group in same_config_groups(tasks):
+        _, config, _, env_id, total_timesteps, n_eval = group[0]
+        results = None
+        if len(group) > 1 and supports_lockstep(config, env_id):
+            results = run_seeds_together(config, [task[2] for task in group], env_id,
+                                         total_timesteps, n_eval)
+        if results is None:
+            run_local(group, trainer, finish, progress)
+            continue
+        for task, result in zip(group, results):
+            finish(task[0], result)
+            progress.update(1)
+
+
+def same_config_groups(tasks) -> list[list[tuple]]:
+    """Consecutive tasks of one configuration (PPO arguments, env, budget, evaluation), in
+    order: a grid point's seeds."""
+    groups: list[list[tuple]] = []
+    for task in tasks:
+        if groups and _same_run_settings(groups[-1][0], task):
+            groups[-1].append(task)
+        else:
+            groups.append([task])
+    return groups
+
+
+def _same_run_settings(a: tuple, b: tuple) -> bool:
+    """Two tasks (index, config, seed, env_id, total_timesteps, n_eval) that differ at
+    most in their seed."""
+    try:
+        return a[1] == b[1] and a[3:] == b[3:]
+    except Exception:  # noqa: BLE001 - arguments that cannot be compared: run apart
+        return False
+
+
 def run_processes(tasks, trainer, finish, progress) -> None:
     """All local cores: one spawned worker process per core, one torch thread each.
 
@@ -303,7 +386,7 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
              total_timesteps: int = 50_000, engine: str = "local",
              address: str | None = None, results: str | os.PathLike | None = None,
              n_eval_episodes: int = 10, progress_bar: bool = True,
-             trainer: Callable[..., dict[str, Any]] | None = None):
+             trainer: Callable[..., dict[str, Any]] | None = None, lockstep: bool = True):
     """``PPO(env_id, seed=seed, **base_config, **point)`` for every point of the Cartesian
     product of ``grid`` (PPO argument -> list of values), or of every named variant when
     ``grid`` maps names to dicts of PPO arguments, and every seed; a pandas DataFrame with one
@@ -324,7 +407,9 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
     values plain numbers, strings, bools or None for that) are not run again. Ctrl-C stops the sweep and returns the
     finished rows, with a warning. ``trainer(config, seed, env_id, total_timesteps,
     n_eval_episodes) -> dict`` replaces ``train_and_evaluate`` (module-level, so worker
-    processes can import it).
+    processes can import it). ``lockstep``: with engine "local" and the default trainer,
+    train each grid point's seeds together (``ppo_lib.lockstep``: the same rows, faster);
+    the "processes" and "ray" engines run one task per run either way.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -348,8 +433,10 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
 
         def run(tasks, trainer, finish, progress):
             run_ray(tasks, trainer, finish, progress, address=address)
+    elif engine == "local":
+        run = run_local_lockstep if lockstep and trainer is train_and_evaluate else run_local
     else:
-        run = run_local if engine == "local" else run_processes
+        run = run_processes
     with tqdm(total=len(tasks), desc="runs", disable=not progress_bar) as progress:
         try:
             run(tasks, trainer, finished.finish, progress)

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -85,15 +86,67 @@ def train_ppo_lib(config: Mapping[str, Any], seed: int, env_id: str = "CartPole-
     return [dict(row) for row in model.logger.rows], time.process_time() - start
 
 
+def train_ppo_lib_seeds(config: Mapping[str, Any], seeds: Sequence[int],
+                        env_id: str = "CartPole-v1", total_timesteps: int = 15_000,
+                        ) -> list[tuple[Rows, float]]:
+    """``train_ppo_lib`` for several seeds of one configuration, trained together
+    (``ppo_lib.lockstep.train_seeds``, on one torch thread): the same rows as one run per
+    seed on one thread; each run's seconds are the group's CPU seconds divided among them."""
+    from .lockstep import train_seeds
+
+    start = time.process_time()
+    models = train_seeds(config, env_id, seeds, total_timesteps)
+    seconds = (time.process_time() - start) / len(models)
+    return [([dict(row) for row in model.logger.rows], seconds) for model in models]
+
+
+def lockstep_settings(train: Trainer, config: Mapping[str, Any], seeds: Sequence[int],
+                      ) -> dict[str, Any] | None:
+    """{env_id, total_timesteps} when ``train`` is ``train_ppo_lib`` (or a ``partial`` of it
+    binding only those) and ``config``'s ``seeds`` (distinct ints) can train in lockstep,
+    else None.
+
+    Only on one torch thread (lessons 07 and 08 set it): the lockstep run reproduces a lone
+    run on one thread, and a lone run's low bits depend on how torch splits its matrix
+    products among threads."""
+    import torch
+
+    from .lockstep import check_seeds, supports_lockstep
+
+    keywords: dict[str, Any] = {}
+    if isinstance(train, partial) and train.func is train_ppo_lib and not train.args:
+        keywords = dict(train.keywords)
+    elif train is not train_ppo_lib:
+        return None
+    settings = dict(env_id="CartPole-v1", total_timesteps=15_000)
+    if set(keywords) - set(settings) or torch.get_num_threads() != 1:
+        return None
+    try:
+        check_seeds(seeds)
+    except ValueError:  # e.g. a seed twice: trained twice, one after the other, as before
+        return None
+    settings.update(keywords)
+    return settings if supports_lockstep(config, settings["env_id"]) else None
+
+
 def run_seeds(train: Trainer, config: Mapping[str, Any], seeds: Iterable[int],
               grid: np.ndarray, key: str = "rollout/ep_rew_mean",
-              progress: Any = None) -> Curves:
+              progress: Any = None, lockstep: bool = True) -> Curves:
     """``train(config, seed)`` for every seed, the metric ``key`` read on ``grid``.
-    ``progress`` (e.g. a tqdm bar) gets ``update(1)`` after each run."""
+    ``progress`` (e.g. a tqdm bar) gets ``update(1)`` after each run.
+
+    ``lockstep``: when ``train`` is ``train_ppo_lib`` (a ``partial`` binding env_id and
+    total_timesteps) and torch runs on one thread, the seeds train together
+    (``train_ppo_lib_seeds``): the same rows, faster (benchmarks/README.md)."""
     grid = np.asarray(grid, dtype=np.float64)
+    seeds = list(seeds)
+    settings = lockstep_settings(train, config, seeds) if lockstep and len(seeds) > 1 else None
+    if settings is not None:
+        results = iter(train_ppo_lib_seeds(config, seeds, **settings))
+    else:
+        results = (train(config, seed) for seed in seeds)
     all_rows, values, seconds = [], [], []
-    for seed in seeds:
-        rows, elapsed = train(config, seed)
+    for rows, elapsed in results:
         all_rows.append(rows)
         values.append(on_grid(rows, key, grid))
         seconds.append(elapsed)
@@ -107,10 +160,11 @@ def run_seeds(train: Trainer, config: Mapping[str, Any], seeds: Iterable[int],
 def sweep(train: Trainer, base_config: Mapping[str, Any],
           grid_of_values: Mapping[str, Sequence[Any]], seeds: Sequence[int],
           grid: np.ndarray, key: str = "rollout/ep_rew_mean",
-          progress: Any = None) -> dict[str, dict[Any, Curves]]:
+          progress: Any = None, lockstep: bool = True) -> dict[str, dict[Any, Curves]]:
     """One parameter at a time around ``base_config``: ``{param: {value: Curves}}``.
 
     A value equal to the base config's is trained once and shared by every parameter.
+    ``lockstep``: as ``run_seeds`` (each value's seeds trained together).
     """
     base_curves = None
     out: dict[str, dict[Any, Curves]] = {}
@@ -122,7 +176,7 @@ def sweep(train: Trainer, base_config: Mapping[str, Any],
                 out[param][value] = base_curves
                 continue
             curves = run_seeds(train, {**base_config, param: value}, seeds, grid, key,
-                               progress)
+                               progress, lockstep)
             if is_base:
                 base_curves = curves
             out[param][value] = curves

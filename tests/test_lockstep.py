@@ -43,6 +43,12 @@ def same(a, b) -> bool:
     return a == b
 
 
+def untimed(runs):
+    """Each run's logger rows without the timing keys."""
+    return [[{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+            for rows in runs]
+
+
 def assert_lone_equal(model, config, env_id, seed, total_timesteps):
     lone = PPO("MlpPolicy", env_id, seed=seed, **config).learn(total_timesteps)
     lone_rng = torch.get_rng_state()
@@ -142,3 +148,62 @@ def test_threads_restored():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+# --- the sweeps use it ----------------------------------------------------------------------
+def test_run_seeds_and_sweep_same_with_lockstep_on_and_off():
+    from functools import partial
+
+    from ppo_lib.sweeps import lockstep_settings, run_seeds, sweep, train_ppo_lib
+
+    train = partial(train_ppo_lib, env_id="CartPole-v1", total_timesteps=768)
+    config = dict(HEALTHY, n_epochs=2)
+    assert lockstep_settings(train, config, [0, 1]) == dict(env_id="CartPole-v1",
+                                                            total_timesteps=768)
+    assert lockstep_settings(train, config, [0, 0]) is None        # a seed twice: as before
+    assert lockstep_settings(lambda c, s: ([], 0.0), config, [0, 1]) is None
+    grid = np.linspace(0, 768, 4)
+    on = run_seeds(train, config, [0, 1, 2], grid)
+    off = run_seeds(train, config, [0, 1, 2], grid, lockstep=False)
+    assert same(untimed(on.rows), untimed(off.rows)) and same(on.values, off.values)
+    values = {"gae_lambda": [0.8, 1.0], "n_epochs": [1, 2]}
+    on = sweep(train, config, values, [0, 1], grid)
+    off = sweep(train, config, values, [0, 1], grid, lockstep=False)
+    for param in values:
+        for value in values[param]:
+            assert same(untimed(on[param][value].rows), untimed(off[param][value].rows))
+
+
+def test_run_grid_local_same_rows_with_lockstep_on_and_off():
+    from ppo_lib.sweeps import run_grid
+
+    base = dict(HEALTHY, n_epochs=2)
+    grid = {"base": {}, "1 epoch": {"n_epochs": 1}, "KL stop": {"target_kl": 0.01}}
+    kwargs = dict(env_id="CartPole-v1", total_timesteps=512, n_eval_episodes=2,
+                  progress_bar=False)
+    on = run_grid(base, grid, [0, 1], **kwargs)
+    off = run_grid(base, grid, [0, 1], lockstep=False, **kwargs)
+    assert on.drop(columns="seconds").equals(off.drop(columns="seconds"))
+    assert on["error"].isna().all() and len(on) == 6
+
+
+@pytest.mark.slow
+def test_lesson_10_rows_of_the_results_file_in_lockstep():
+    """Two seeds of a lesson-10 variant trained together (run_grid, engine "local") give
+    the rows results/what_matters.csv holds (on the machine kind that wrote it)."""
+    import json
+
+    from ppo_lib.ablations import RESULTS, load_results, machine, run_ablations
+
+    recorded = json.loads(RESULTS.with_suffix(".json").read_text())["machine"]
+    here = machine()
+    if (recorded["torch"], recorded["cpu_capability"], recorded["cpu"]) != \
+            (here["torch"], here["cpu_capability"], here["cpu"]):
+        pytest.skip("results/what_matters.csv was made on another machine kind")
+    stored = load_results()
+    fresh = run_ablations(["CartPole-v1"], seeds=[3, 7], names=["ReLU"], progress_bar=False)
+    for row in fresh.to_dict("records"):
+        (old,) = stored[(stored["env_id"] == "CartPole-v1") & (stored["variant"] == "ReLU")
+                        & (stored["seed"] == row["seed"])].to_dict("records")
+        for column in ("eval_mean", "ep_rew_mean", "curve_steps", "curve_ep_rew_mean"):
+            assert row[column] == old[column], (row["seed"], column)
