@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -346,6 +347,7 @@ class Lockstep:
             o = index[id(first.policy.log_std)]
             n = first.policy.log_std.numel()
             self.log_std, self.log_std_grad = self.flat[:, o:o + n], self.grad[:, o:o + n]
+        self.envs = SeedEnvs(models)
         # one rollout buffer (K, T, N, ...) for all; model k's Rollout is row k (contiguous)
         spaces = first.observation_space, first.action_space
         big = Rollout.allocate(first.n_steps, first.n_envs * self.K, *spaces)
@@ -382,9 +384,12 @@ class Lockstep:
         from .callbacks import as_callback
 
         models = self.models
-        for model in models:
+        for model, obs in zip(models, self.envs.reset()):
             model.num_timesteps, model.n_updates = 0, 0
-            model.last_obs = model.reset_env()
+            if model.normalizer is not None:  # as PPO.reset_env
+                model.normalizer.returns[:] = 0.0
+                obs = model.normalizer.obs(obs, update=True)
+            model.last_obs = obs
             model._callback = as_callback(None)
             model._callback.init_callback(model)
         bar = None
@@ -402,9 +407,9 @@ class Lockstep:
                 progress = max(0.0, 1.0 - models[0].num_timesteps / total_timesteps)
                 rows = self.train(progress)
                 elapsed = max(time.perf_counter() - start_time, 1e-9)
-                for model, row in zip(models, rows):
+                for k, (model, row) in enumerate(zip(models, rows)):
                     steps = model.num_timesteps
-                    model.logger.record({**rollout_row(model.env),
+                    model.logger.record({**self.envs.rollout_row(k),
                                          "time/fps": int(steps / elapsed),
                                          "time/iterations": len(model.logger.rows) + 1,
                                          "time/time_elapsed": elapsed,
@@ -412,6 +417,7 @@ class Lockstep:
         finally:
             if bar is not None:
                 bar.close()
+            self.envs.hand_back()
 
     def collect(self, bar=None) -> None:
         """``collect_rollout`` for the K models: one batched forward pass per step, each
@@ -423,8 +429,8 @@ class Lockstep:
                 obs = torch.stack([obs_tensor(m.last_obs) for m in models])
                 head, values = self.heads(obs)
                 actions, log_probs = self.sample(head)
-                for k, model in enumerate(models):
-                    model.last_obs, rewards, dones = _env_step(model, obs[k], actions[k])
+                for k, (model, result) in enumerate(zip(models, self.envs.step(actions))):
+                    model.last_obs, rewards, dones = _after_env_step(model, *result)
                     rollout.rewards[k, t] = rewards
                     rollout.dones[k, t] = dones
                     model.num_timesteps += model.n_envs
@@ -609,6 +615,74 @@ class Lockstep:
                                eps=group["eps"], amsgrad=False, maximize=False)
 
 
+class SeedEnvs:
+    """The K models' envs stepped together: with sync envs each model's own ``VecEnv`` (a
+    Python loop over gym envs either way, nothing to batch); with the vectorised CartPole
+    one ``CartPoleVecEnv`` of K x n carts, a group of n per seed seeded as the seed's own
+    (one numpy step for all, each cart's physics elementwise, each group's starts from its
+    own generator), whose state ``hand_back`` copies into each model's env at the end."""
+
+    def __init__(self, models: list):
+        from .vector_cartpole import CartPoleVecEnv
+
+        self.models = models
+        self.n = models[0].n_envs
+        self.carts = None
+        if all(type(m.env) is CartPoleVecEnv and m.env.n_groups == 1 for m in models):
+            spec = models[0].env.spec
+            self.carts = CartPoleVecEnv(spec.id, self.n * len(models),
+                                        seed=[m.env.seed for m in models])
+
+    def reset(self) -> list[np.ndarray]:
+        """Each model's first observations (raw)."""
+        if self.carts is None:
+            return [m.env.reset() for m in self.models]
+        obs = self.carts.reset()
+        return [obs[k * self.n:(k + 1) * self.n] for k in range(len(self.models))]
+
+    def step(self, actions: Tensor) -> list[tuple]:
+        """Each model's (obs, rewards, terminated, truncated, infos) for its actions (K, N)."""
+        if self.carts is None:
+            return [m.env.step(clip_actions(a.numpy(), m.env.action_space))
+                    for m, a in zip(self.models, actions)]
+        obs, rewards, terminated, truncated, infos = self.carts.step(actions.reshape(-1).numpy())
+        out = []
+        for k in range(len(self.models)):
+            part = slice(k * self.n, (k + 1) * self.n)
+            out.append((obs[part], rewards[part], terminated[part], truncated[part],
+                        {"final_obs": infos["final_obs"][part]}))
+        return out
+
+    def rollout_row(self, k: int) -> dict[str, float]:
+        """SB3's rollout keys of model k's recent episodes (``logger.rollout_row``)."""
+        if self.carts is None:
+            return rollout_row(self.models[k].env)
+        episodes = SimpleNamespace(episode_returns=self.carts.group_episode_returns[k],
+                                   episode_lengths=self.carts.group_episode_lengths[k])
+        return rollout_row(episodes)
+
+    def hand_back(self) -> None:
+        """Each model's env gets its group's state (carts, generator, statistics)."""
+        if self.carts is None:
+            return
+        state = self.carts.get_state()
+        for k, model in enumerate(self.models):
+            part = slice(k * self.n, (k + 1) * self.n)
+            carts = state["cartpole"]
+            model.env.set_state({
+                "last_obs": None if state["last_obs"] is None else state["last_obs"][part],
+                "returns": state["returns"][part], "lengths": state["lengths"][part],
+                "episode_returns": state["group_episode_returns"][k],
+                "episode_lengths": state["group_episode_lengths"][k],
+                "episode_count": state["group_episode_count"][k],
+                "group_episode_returns": [state["group_episode_returns"][k]],
+                "group_episode_lengths": [state["group_episode_lengths"][k]],
+                "group_episode_count": [state["group_episode_count"][k]],
+                "cartpole": None if carts is None else {
+                    "state": carts["state"][:, part], "steps": carts["steps"][part],
+                    "rngs": [carts["rngs"][k]]}})
+
+
 def _seed_axis(x: Tensor, K: int, n_envs: int) -> Tensor:
     """A (T, K * N, ...) buffer as (K, T, N, ...), contiguous per seed."""
     T = x.shape[0]
@@ -622,12 +696,10 @@ def _backward(layers: list[Layer], saved: list, grad: Tensor, need_input_grad: b
     return grad
 
 
-def _env_step(model, obs: Tensor, actions: Tensor):
-    """One step of ``model``'s env, as ``collect_rollout`` takes it -> (next_obs, rewards
-    (N,) float32 tensor, dones (N,) float32 tensor)."""
-    env, normalizer = model.env, model.normalizer
-    env_actions = clip_actions(actions.numpy(), env.action_space)
-    next_obs, rewards, terminated, truncated, infos = env.step(env_actions)
+def _after_env_step(model, next_obs, rewards, terminated, truncated, infos):
+    """What ``collect_rollout`` does with one env step of ``model``'s envs -> (next_obs,
+    rewards (N,) float32 tensor, dones (N,) float32 tensor)."""
+    normalizer = model.normalizer
     dones = terminated | truncated
     if normalizer is not None:
         next_obs = normalizer.obs(next_obs, update=True)
