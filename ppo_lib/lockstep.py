@@ -22,17 +22,21 @@ care, because the low bits of a float32 result can depend on how an operation is
   64-byte boundary (the CPU kernels round by address, see ``ppo_lib.fastpath``) runs per
   seed on an aligned copy;
 * elementwise exp / log: torch computes the first multiple of 2 x 16 elements of a tensor
-  with vector instructions and the rest with scalar ones, whose last bits can differ. A
-  batched exp gives the lone run's bits when each seed's slice is a multiple of 32 elements
-  (``_vector_exact``), else it runs per seed;
+  with vector instructions and the rest one by one. A batched exp gives the lone run's
+  bits when each seed's slice is a whole number of vector steps; otherwise ``_rowwise``
+  lays the slices out one element apart, and torch then loops row by row, each row split
+  as the lone tensor is (the rollout's few logits per seed, a minibatch of 25);
 * reductions whose algorithm depends on the shape: ``Tensor.std()`` over a whole tensor (a
-  two-pass double-precision algorithm) differs from ``std(dim)`` (Welford), so the per-minibatch
-  advantage normalisation runs per seed; so does the gradient norm (``vector_norm`` of the
-  flat buffer) and everything a rollout step computes from the heads on (a few elements per
-  seed, the scalar path). Sums and means over the batch axis are batched: a row of a
-  (K, B) reduction is reduced as the lone (B,) tensor is (tests/test_lockstep.py).
-* torch runs on one thread inside ``train_seeds``: a K-times larger operation would otherwise
-  be split across threads where the lone one is not, moving the vector / scalar boundaries.
+  two-pass double-precision algorithm) differs from ``std(dim)`` (Welford), so the
+  per-minibatch advantage normalisation runs per seed; so does the gradient norm
+  (``vector_norm`` of each seed's flat buffer). Sums and means over the batch axis, and
+  log_softmax over the last, are batched: a row of a (K, B) reduction is reduced as the
+  lone (B,) tensor is (tests/test_lockstep.py trains both and compares);
+* threads: each seed equals its lone run *on one torch thread* (as lessons 07 / 08 and
+  ``run_grid`` train), and ``train_seeds`` runs on one thread (restored after). A lone
+  run's own last bits depend on the thread count (HEALTHY's and Pendulum's weights differ
+  between 1 and 2 threads: torch splits the matrix products), and a K-times larger batched
+  operation would be split where the lone one is not.
 
 ``supports_lockstep(config, env_id)`` says whether a configuration can run so; anything else
 (target_kl, kl_penalty, loss_fn, advantage_fn, CnnPolicy, other action spaces) trains its
@@ -145,7 +149,8 @@ def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
                 lockstep: bool = True) -> list:
     """Train ``PPO(policy, env_id, seed=s, **config).learn(total_timesteps)`` for every seed s
     -> the K trained ``PPO`` models, in the order of ``seeds``, each exactly the lone run's
-    (policy, optimizer, logger rows but for time/*, env, num_timesteps).
+    on one torch thread (policy, optimizer, logger rows but for time/*, env, normaliser,
+    num_timesteps).
 
     The lone run leaves torch's global random state behind, and a model goes on from it
     when trained further (``learn(..., reset_num_timesteps=False)``); K models cannot share
@@ -164,7 +169,7 @@ def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
         return [_lone(PPO(policy, env_id, seed=seed, **config), total_timesteps, progress_bar)
                 for seed in seeds]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the module docstring says: thread splits move the bits
+    torch.set_num_threads(1)  # the lone run on one thread is what each seed reproduces
     try:
         models, generators = [], []
         for seed in seeds:
@@ -203,10 +208,29 @@ def _aligned(x: Tensor) -> bool:
     return x.data_ptr() % (4 * ALIGN) == 0
 
 
-def _vector_exact(x: Tensor) -> bool:
-    """Whether an elementwise exp / log over the seeds' slices of ``x`` (K, ...) gives each
-    the bits of the lone run's op on its slice: each slice a whole number of vector steps."""
-    return x.is_contiguous() and x[0].numel() % VECTOR_RUN == 0
+def _rowwise(fn, x: Tensor) -> Tensor:
+    """``fn`` (an elementwise exp or log) of x (K, ...) with each seed's slice computed as
+    the lone run computes it alone: torch takes the first multiple of VECTOR_RUN elements of
+    a contiguous tensor in vector steps and the rest one by one, so a batched call is exact
+    when each slice is a whole number of vector steps; otherwise the slices go into rows
+    one element apart, which torch's loops cannot merge: it runs row by row, each row
+    split as the lone tensor is."""
+    K = x.shape[0]
+    flat = x.reshape(K, -1)
+    if flat.is_contiguous() and flat.shape[1] % VECTOR_RUN == 0:
+        return fn(x)
+    apart = torch.empty(K, flat.shape[1] + 1)[:, :flat.shape[1]]
+    apart.copy_(flat)
+    return fn(apart).reshape(x.shape)
+
+
+def _logsumexp(x: Tensor) -> Tensor:
+    """``torch.logsumexp(x, -1)`` as torch's CPU kernel computes it (max, exp of the
+    difference, sum, log, add the max back), its exp and log seed by seed (``_rowwise``)."""
+    maxes = torch.amax(x, -1, keepdim=True)
+    maxes = maxes.masked_fill(maxes.abs() == float("inf"), 0)
+    total = _rowwise(torch.exp, x - maxes).sum(-1)
+    return _rowwise(torch.log, total) + maxes.squeeze(-1)
 
 
 class Layer:
@@ -444,25 +468,25 @@ class Lockstep:
             rollout.last_values[:] = self.heads(last)[1]
 
     def sample(self, head: Tensor) -> tuple[Tensor, Tensor]:
-        """Each seed's actions and their log-probabilities, drawn from its own generator as
-        ``policy.forward`` draws them (per seed: a few elements each, torch's scalar path)."""
-        from .distributions import categorical_log_prob, gaussian_log_prob
-
-        actions, log_probs = [], []
+        """Each seed's actions (K, N, ...) and their log-probabilities (K, N), each seed's
+        noise drawn from its own generator in the shape ``policy.forward`` draws it
+        (``categorical_sample`` / ``GaussianActorCritic.forward``), exp / log seed by seed
+        (``_rowwise``)."""
+        noise = torch.empty(head.shape)
+        draw = torch.randn if self.gaussian else torch.rand
         for k, generator in enumerate(self.generators):
-            if self.gaussian:  # mean + sigma * N(0, 1), as GaussianActorCritic.forward
-                mean, log_std = head[k], self.log_std[k]
-                noise = torch.randn(mean.shape, generator=generator)
-                a = (mean + log_std.exp() * noise)
-                actions.append(a)
-                log_probs.append(gaussian_log_prob(mean, log_std, a))
-            else:  # Gumbel-max, as distributions.categorical_sample
-                logits = head[k]
-                u = torch.rand(logits.shape, generator=generator).clamp_(min=1e-20)
-                a = (logits - torch.log(-torch.log(u))).argmax(-1)
-                actions.append(a)
-                log_probs.append(categorical_log_prob(logits, a))
-        return torch.stack(actions), torch.stack(log_probs)
+            draw(head.shape[1:], generator=generator, out=noise[k])
+        if self.gaussian:  # a = mu + sigma * N(0, 1); log pi(a|s) as gaussian_log_prob
+            mean, log_std = head, self.log_std.unsqueeze(1)
+            actions = mean + _rowwise(torch.exp, log_std) * noise
+            log_stds = log_std.expand_as(mean)
+            z = (actions - mean) * _rowwise(torch.exp, -log_stds)
+            return actions, (-0.5 * z * z - log_stds - LOG_SQRT_2PI).sum(-1)
+        # Gumbel-max: argmax(z + Gumbel noise); log pi(a|s) = z_a - logsumexp(z)
+        u = noise.clamp_(min=1e-20)
+        actions = (head - _rowwise(torch.log, -_rowwise(torch.log, u))).argmax(-1)
+        log_pi = head - _logsumexp(head).unsqueeze(-1)
+        return actions, log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
     # --- the update ---------------------------------------------------------------------
     @torch.no_grad()  # as MlpGradientStep: no graph (and fastpath.tanh is numpy's then)
@@ -510,7 +534,7 @@ class Lockstep:
                 clipped = (torch.abs(ratio - 1) > clip_range).float().mean(-1)
                 logged.append(torch.stack([policy, value, -entropy, clipped], 1))
                 if epoch == first.n_epochs - 1:  # approx_kl, as ppo_lib.kl
-                    kls.append(self._per_seed_exp(log_ratio, _approx_kl))
+                    kls.append(_approx_kl(log_ratio))
                 self.step(saved, grad_head, grad_log_std, grad_values, first.max_grad_norm,
                           group)
             for model in models:
@@ -525,23 +549,12 @@ class Lockstep:
                                   model.n_updates, learning_rate, clip_range, clip_range_vf))
         return rows
 
-    def _per_seed_exp(self, x: Tensor, fn):
-        """``fn`` (built on exp / log) of x (K, B): batched when that gives each seed the
-        lone run's bits (``_vector_exact``), else seed by seed."""
-        if _vector_exact(x):
-            return fn(x)
-        return torch.stack([fn(x[k]) for k in range(self.K)])
-
     def _gaussian(self, mean, values, actions, old_log_probs, advantages, returns, clip_range,
                   vf_coef, ent_coef, old_values, clip_range_vf):
         """``gradients.gaussian_loss_and_gradients`` for K seeds (op for op)."""
         n = values.shape[1]
         log_stds = self.log_std.unsqueeze(1).expand_as(mean)
-        if _vector_exact(mean):
-            inv_std = torch.exp(-log_stds)
-        else:
-            inv_std = torch.stack([torch.exp(-self.log_std[k].expand_as(mean[k]))
-                                   for k in range(self.K)])
+        inv_std = _rowwise(torch.exp, -log_stds)
         z = (actions - mean) * inv_std
         log_prob = (-0.5 * z * z - log_stds - LOG_SQRT_2PI).sum(-1)
         log_ratio = log_prob - old_log_probs
@@ -566,7 +579,7 @@ class Lockstep:
         """``gradients.categorical_loss_and_gradients`` for K seeds (op for op)."""
         n = values.shape[1]
         log_pi = torch.log_softmax(logits, dim=-1)  # row by row: batched is exact
-        p = self._per_seed_exp(log_pi, _exp)
+        p = _rowwise(torch.exp, log_pi)
         entropy = -(p * log_pi).sum(-1)
         index = actions.unsqueeze(-1)
         log_ratio = log_pi.gather(-1, index).squeeze(-1) - old_log_probs
@@ -589,7 +602,7 @@ class Lockstep:
     def _clipped_and_value(self, log_ratio, advantages, values, returns, clip_range, vf_coef,
                            old_values, clip_range_vf):
         return _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
-                                  old_values, clip_range_vf, self._per_seed_exp)
+                                  old_values, clip_range_vf)
 
     def step(self, saved, grad_head, grad_log_std, grad_values, max_grad_norm, group) -> None:
         """Backward pass, gradient-norm clip and one Adam step for the K seeds
@@ -718,20 +731,16 @@ def _after_env_step(model, next_obs, rewards, terminated, truncated, infos):
 
 def _approx_kl(log_ratio: Tensor) -> Tensor:
     """``kl.approx_kl`` per seed: mean((r - 1) - log r) over the last axis."""
-    ratio = torch.exp(log_ratio)
+    ratio = _rowwise(torch.exp, log_ratio)
     return ((ratio - 1) - log_ratio).mean(-1)
 
 
-def _exp(x: Tensor) -> Tensor:
-    return x.exp()
-
-
 def _clipped_and_value(log_ratio, advantages, values, returns, clip_range, vf_coef,
-                       old_values, clip_range_vf, per_seed_exp):
+                       old_values, clip_range_vf):
     """``gradients.clipped_and_value_gradients`` for K seeds (op for op, means over the
     batch axis)."""
     n = values.shape[1]
-    ratio = per_seed_exp(log_ratio, _exp)
+    ratio = _rowwise(torch.exp, log_ratio)
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip_range, 1 + clip_range) * advantages
     takes_unclipped = unclipped <= clipped
