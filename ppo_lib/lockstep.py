@@ -28,8 +28,8 @@ care, because the low bits of a float32 result can depend on how an operation is
   as the lone tensor is (the rollout's few logits per seed, a minibatch of 25);
 * reductions whose algorithm depends on the shape: ``Tensor.std()`` over a whole tensor (a
   two-pass double-precision algorithm) differs from ``std(dim)`` (Welford), so the
-  per-minibatch advantage normalisation runs per seed; so does the gradient norm
-  (``vector_norm`` of each seed's flat buffer). Sums and means over the batch axis, and
+  per-minibatch advantage normalisation writes the former out (``_normalized``); the
+  gradient norm is ``vector_norm`` of each seed's flat buffer (``_foreach_norm``). Sums and means over the batch axis, and
   log_softmax over the last, are batched: a row of a (K, B) reduction is reduced as the
   lone (B,) tensor is (tests/test_lockstep.py trains both and compares);
 * threads: each seed equals its lone run *on one torch thread* (as lessons 07 / 08 and
@@ -58,7 +58,8 @@ from .distributions import LOG_SQRT_2PI, gaussian_entropy
 from .fastpath import ACTIVATIONS, fast_gradient_step
 from .logger import rollout_row, train_row
 from .policies import CategoricalActorCritic, GaussianActorCritic, clip_actions
-from .rollout import Rollout, check_finite, compute_advantages, obs_tensor
+from .returns import gae
+from .rollout import Rollout, check_finite, obs_tensor
 from .validation import check_finite_parameters, check_positive_int
 
 ALIGN = 16        # floats: 64 bytes, the boundary each seed's operands start at
@@ -247,7 +248,9 @@ class Layer:
         self.bias = flat[:, b_off:b_off + out]
         self.weight_grad = grad[:, w_off:w_off + out * inp].view(-1, out, inp)
         self.bias_grad = grad[:, b_off:b_off + out]
-        self.per_seed = out == 1  # baddbmm rounds a one-output layer unlike addmm
+        # baddbmm rounds a one-output layer's forward unlike addmm (a dot product per row):
+        # that runs per seed; its backward, d^T x and an outer product d W, is batched
+        self.per_seed = out == 1
 
     def forward(self, x: Tensor) -> Tensor:
         """y = act(x W^T + b) for each seed: x (K, B, in) -> (K, B, out)."""
@@ -267,7 +270,7 @@ class Layer:
         if self.act_backward is not None:
             grad = self.act_backward(grad, y)
         grad_t = grad.transpose(1, 2)
-        if self.per_seed or not _bmm_exact(grad_t, x):
+        if not _bmm_exact(grad_t, x):
             for k, lin in enumerate(self.linears):
                 torch.mm(_aligned_copy(grad[k]).t(), _aligned_copy(x[k]), out=lin.weight.grad)
         else:
@@ -275,7 +278,7 @@ class Layer:
         torch.sum(grad, 1, out=self.bias_grad)
         if not input_grad:
             return None
-        if self.per_seed or not _bmm_exact(grad, self.weight):
+        if not _bmm_exact(grad, self.weight):
             return torch.stack([_aligned_copy(grad[k]).mm(lin.weight)
                                 for k, lin in enumerate(self.linears)])
         return torch.bmm(grad, self.weight)
@@ -426,8 +429,7 @@ class Lockstep:
                 self.collect(bar)
                 for model in models:
                     check_finite(model.rollout, model.num_timesteps, model.lr_schedule(1.0))
-                    compute_advantages(model.rollout, model.gamma, model.gae_lambda,
-                                       model.advantage_fn)
+                self.compute_advantages()
                 progress = max(0.0, 1.0 - models[0].num_timesteps / total_timesteps)
                 rows = self.train(progress)
                 elapsed = max(time.perf_counter() - start_time, 1e-9)
@@ -442,6 +444,21 @@ class Lockstep:
             if bar is not None:
                 bar.close()
             self.envs.hand_back()
+
+    def compute_advantages(self) -> None:
+        """GAE for all seeds in one call: ``returns.gae`` on the (T, K x N) rollout, each
+        env a column (its arithmetic is elementwise: the same numbers as per seed)."""
+        r, first = self.rollout, self.models[0]
+        K, T, N = r.rewards.shape
+
+        def columns(x: Tensor) -> Tensor:  # (K, T, N) -> (T, K * N)
+            return x.transpose(0, 1).reshape(T, K * N)
+
+        advantages, returns = gae(columns(r.rewards), columns(r.values), columns(r.dones),
+                                  r.last_values.reshape(K * N), first.gamma,
+                                  first.gae_lambda)
+        r.advantages.copy_(advantages.view(T, K, N).transpose(0, 1))
+        r.returns.copy_(returns.view(T, K, N).transpose(0, 1))
 
     def collect(self, bar=None) -> None:
         """``collect_rollout`` for the K models: one batched forward pass per step, each
@@ -517,8 +534,8 @@ class Lockstep:
                 batches = [[x[seed_index, orders[:, s:s + first.batch_size]] for x in flat]
                            for s in range(0, n, first.batch_size)]
             for obs, actions, old_values, old_log_probs, advantages, returns in batches:
-                advantages = torch.stack([m.normalized_advantages(advantages[k])
-                                          for k, m in enumerate(models)])
+                if first.normalize_advantage and advantages.shape[1] > 1:
+                    advantages = _normalized(advantages)
                 saved = ([], [], [])
                 head, values = self.heads(obs.float(), saved)
                 args = (old_log_probs, advantages, returns, float(clip_range),
@@ -617,8 +634,9 @@ class Lockstep:
             if has_trunk:
                 _backward(self.shared, saved_shared, d_pi + d_vf, False)
             # clip_grad_norm_: scale by min(1, max_norm / (||g|| + 1e-6)), ||g|| per seed
-            # (vector_norm of a (K, total) row differs from the lone flat buffer's: per seed)
-            norm = torch.stack([torch.linalg.vector_norm(g) for g in self.grad])
+            # (torch's foreach norm takes vector_norm of each seed's row, as the lone run
+            # takes it of its flat buffer)
+            norm = torch.stack(torch._foreach_norm(list(self.grad)))
             self.grad.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0).unsqueeze(1))
             self.steps.add_(1)
             beta1, beta2 = group["betas"]
@@ -727,6 +745,23 @@ def _after_env_step(model, next_obs, rewards, terminated, truncated, infos):
         rewards[timeouts] += model.gamma * final_values
     return (next_obs, torch.from_numpy(np.asarray(rewards, dtype=np.float32)),
             torch.from_numpy(dones.astype(np.float32)))
+
+
+def _normalized(advantages: Tensor) -> Tensor:
+    """``PPO.normalized_advantages`` of each seed's minibatch (K, B):
+
+        A <- (A - mean A) / (std A + 1e-8)
+
+    std as torch computes ``Tensor.std()`` of a whole tensor on the CPU (``std(dim)`` is
+    another algorithm, Welford's, with other last bits): the float32 mean, then in float64
+    the sum of squared deviations taken in order (a cumulative sum's last element),
+    divided by B - 1, its square root, rounded to float32."""
+    n = advantages.shape[1]
+    mean = advantages.mean(-1, keepdim=True)
+    deviations = advantages.double() - mean.double()
+    variance = torch.cumsum(deviations * deviations, -1)[:, -1:] / (n - 1)
+    std = torch.sqrt(variance).float()
+    return (advantages - mean) / (std + 1e-8)
 
 
 def _approx_kl(log_ratio: Tensor) -> Tensor:
