@@ -18,9 +18,11 @@ care, because the low bits of a float32 result can depend on how an operation is
   minibatches);
 * matrix products: ``baddbmm`` / ``bmm`` give each seed's slice the bits of ``addmm`` / ``mm``
   for this MLP's shapes, except a layer with one output (the value head, Pendulum's action
-  head), which runs per seed with ``addmm``. An operand whose slice would not start at a
-  64-byte boundary (the CPU kernels round by address, see ``ppo_lib.fastpath``) runs per
-  seed on an aligned copy;
+  head), whose forward runs per seed with ``addmm``, and products of fewer than 400
+  multiply-adds (torch's bmm has a loop of its own for those). An operand whose seed
+  slices would not start at 64-byte boundaries (the CPU kernels round by address, see
+  ``ppo_lib.fastpath``; Pendulum's (4, 3) observations) is first copied into a layout
+  whose slices do (``_seed_aligned``);
 * elementwise exp / log: torch computes the first multiple of 2 x 16 elements of a tensor
   with vector instructions and the rest one by one. A batched exp gives the lone run's
   bits when each seed's slice is a whole number of vector steps; otherwise ``_rowwise``
@@ -63,7 +65,8 @@ from .rollout import Rollout, check_finite, obs_tensor
 from .validation import check_finite_parameters, check_positive_int
 
 ALIGN = 16        # floats: 64 bytes, the boundary each seed's operands start at
-BMM_SMALL = 400   # multiply-adds below which torch's bmm runs a naive loop of its own
+BMM_SMALL = 400   # multiply-adds below which torch's bmm runs a loop of its own, which
+#                   rounds unlike addmm (a (3, 64) x (64, 2) head): those run per seed
 VECTOR_RUN = 32   # elements torch's elementwise kernels take per vector step (2 x 16 floats)
 
 # Configuration keys lockstep trains exactly (others, e.g. target_kl, fall back to PPO)
@@ -205,6 +208,14 @@ def _aligned_zeros(*shape: int) -> Tensor:
     return raw[shift:shift + numel].view(*shape)
 
 
+def _aligned_empty(*shape: int) -> Tensor:
+    """An uninitialised tensor of ``shape`` starting at a 64-byte boundary."""
+    numel = int(np.prod(shape))
+    raw = torch.empty(numel + ALIGN)
+    shift = (-raw.data_ptr() % (4 * ALIGN)) // 4
+    return raw[shift:shift + numel].view(*shape)
+
+
 def _aligned(x: Tensor) -> bool:
     return x.data_ptr() % (4 * ALIGN) == 0
 
@@ -254,12 +265,12 @@ class Layer:
 
     def forward(self, x: Tensor) -> Tensor:
         """y = act(x W^T + b) for each seed: x (K, B, in) -> (K, B, out)."""
-        weight_t = self.weight.transpose(1, 2)
-        if self.per_seed or not _bmm_exact(x, weight_t):
+        if self.per_seed or x.shape[1] * self.in_features * self.out_features < BMM_SMALL:
             y = torch.stack([torch.addmm(lin.bias, _aligned_copy(x[k]), lin.weight.t())
                              for k, lin in enumerate(self.linears)])
         else:
-            y = torch.baddbmm(self.bias.unsqueeze(1), x, weight_t)
+            y = torch.baddbmm(self.bias.unsqueeze(1), _seed_aligned(x),
+                              self.weight.transpose(1, 2))
         return y if self.act is None else self.act(y)
 
     def backward(self, x: Tensor, y: Tensor, grad: Tensor, input_grad: bool) -> Tensor | None:
@@ -269,33 +280,31 @@ class Layer:
         """
         if self.act_backward is not None:
             grad = self.act_backward(grad, y)
-        grad_t = grad.transpose(1, 2)
-        if not _bmm_exact(grad_t, x):
+        if x.shape[1] * self.in_features * self.out_features < BMM_SMALL:
             for k, lin in enumerate(self.linears):
                 torch.mm(_aligned_copy(grad[k]).t(), _aligned_copy(x[k]), out=lin.weight.grad)
+            dx = torch.stack([_aligned_copy(grad[k]).mm(lin.weight)
+                              for k, lin in enumerate(self.linears)]) if input_grad else None
         else:
-            torch.bmm(grad_t, x, out=self.weight_grad)
+            grad_aligned = _seed_aligned(grad)
+            torch.bmm(grad_aligned.transpose(1, 2), _seed_aligned(x), out=self.weight_grad)
+            dx = torch.bmm(grad_aligned, self.weight) if input_grad else None
         torch.sum(grad, 1, out=self.bias_grad)
-        if not input_grad:
-            return None
-        if not _bmm_exact(grad, self.weight):
-            return torch.stack([_aligned_copy(grad[k]).mm(lin.weight)
-                                for k, lin in enumerate(self.linears)])
-        return torch.bmm(grad, self.weight)
+        return dx
 
 
-def _bmm_exact(a: Tensor, b: Tensor) -> bool:
-    """Whether ``bmm`` / ``baddbmm`` of a (K, m, n) and b (K, n, p) gives each seed the bits
-    of ``mm`` / ``addmm`` of its slices as the lone run holds them: every slice at a 64-byte
-    boundary (the CPU kernels round by address) and at least BMM_SMALL multiply-adds (below
-    that torch's bmm runs a loop of its own that rounds unlike addmm, e.g. a (3, 64) x
-    (64, 2) head). Otherwise the caller runs seed by seed on aligned copies."""
-    return (_slices_aligned(a) and _slices_aligned(b)
-            and a.shape[1] * a.shape[2] * b.shape[2] >= BMM_SMALL)
-
-
-def _slices_aligned(x: Tensor) -> bool:
-    return _aligned(x) and (x.stride(0) * x.element_size()) % (4 * ALIGN) == 0
+def _seed_aligned(x: Tensor) -> Tensor:
+    """x (K, ...) laid out for ``bmm``: itself when every seed's slice is contiguous from a
+    64-byte boundary, else a copy whose slices are (each padded to a multiple of 16
+    floats). ``bmm`` / ``baddbmm`` then give each seed the bits of ``mm`` / ``addmm`` on
+    the lone run's freshly allocated (aligned) tensors: the CPU kernels round by address."""
+    per_seed = x[0].numel()
+    if _aligned(x) and x.is_contiguous() and per_seed % ALIGN == 0:
+        return x
+    stride = -(-per_seed // ALIGN) * ALIGN
+    out = _aligned_empty(x.shape[0], stride)[:, :per_seed].view(x.shape)
+    out.copy_(x)
+    return out
 
 
 def _aligned_copy(x: Tensor) -> Tensor:
