@@ -6,6 +6,7 @@ _LAZY = {
     "evaluate_policy": ("evaluation", "evaluate_policy"),
     "make_vec_env": ("envs", "make_vec_env"),
     "linear_schedule": ("schedules", "linear_schedule"),
+    "train_seeds": ("lockstep", "train_seeds"),
 }
 
 __all__ = sorted(_LAZY)
