@@ -1,17 +1,18 @@
 """Seeds in lockstep: K = 8 seeds of one configuration trained together
 (``ppo_lib.lockstep.train_seeds``) against the same 8 runs of ``PPO`` one after another.
 
-    .venv/bin/python benchmarks/lockstep.py [--repeats 2] [--cases healthy vector tuned pendulum]
+    .venv/bin/python benchmarks/lockstep.py [--repeats 2] [--cases healthy vector ... grid10]
 
 Cases: (a) lesson 07's HEALTHY set (sync envs), (b) the same on gymnasium's vectorised
 CartPole, (c) rl-zoo's CartPole set (presets "cartpole_tuned"), (d) the Pendulum preset at a
-small budget, and lesson 07's sweep as the notebook runs it (``sweeps.sweep``, K = 3 seeds
-per configuration, lockstep=False against the default), and lesson 10's grid on the local
-engine for two CartPole variants x 10 seeds (``run_grid``, lockstep off and on). Both sides on one torch thread, in one process, alternating (a busy machine
-slows both alike); the best of ``--repeats`` per side. Throughput is env steps over all
-seeds per second, of wall time and of CPU time (``time.process_time``: on a shared machine
-wall time also measures the neighbours). Every lockstep run is checked equal to the lone
-runs (the last update's loss and the policy's weights of every seed).
+small budget, lesson 07's sweep as the notebook runs it (``sweeps.sweep``, K = 3 seeds per
+configuration, lockstep=False against the default), and lesson 10's grid on the local
+engine for two CartPole variants x 10 seeds (``run_grid``, lockstep off and on). Both sides
+on one torch thread, in one process, alternating (a busy machine slows both alike); the
+best of ``--repeats`` per side. Throughput is env steps over all seeds per second, of wall
+time and of CPU time (``time.process_time``: on a shared machine wall time also measures
+the neighbours). Every lockstep result is checked equal to the lone runs' (the last
+update's loss and the policy's weights of every seed; the sweep's curves; the grid's rows).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from ppo_lib.sweeps import HEALTHY
 
 CASES = {
     "healthy": ("HEALTHY (lesson 07), sync", HEALTHY, "CartPole-v1", 15_000),
-    "vector": ("HEALTHY, vector_entry_point", dict(HEALTHY, vectorization_mode="vector_entry_point"),
-               "CartPole-v1", 15_000),
+    "vector": ("HEALTHY, vector_entry_point",
+               dict(HEALTHY, vectorization_mode="vector_entry_point"), "CartPole-v1", 15_000),
     "tuned": ("cartpole_tuned (rl-zoo), sync", presets.get("cartpole_tuned"), "CartPole-v1",
               15_000),
     "pendulum": ("pendulum preset", presets.get("pendulum"), "Pendulum-v1", 8_192),

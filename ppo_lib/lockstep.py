@@ -31,9 +31,10 @@ care, because the low bits of a float32 result can depend on how an operation is
 * reductions whose algorithm depends on the shape: ``Tensor.std()`` over a whole tensor (a
   two-pass double-precision algorithm) differs from ``std(dim)`` (Welford), so the
   per-minibatch advantage normalisation writes the former out (``_normalized``); the
-  gradient norm is ``vector_norm`` of each seed's flat buffer (``_foreach_norm``). Sums and means over the batch axis, and
-  log_softmax over the last, are batched: a row of a (K, B) reduction is reduced as the
-  lone (B,) tensor is (tests/test_lockstep.py trains both and compares);
+  gradient norm is ``vector_norm`` of each seed's flat buffer (``_foreach_norm``). Sums
+  and means over the batch axis, and log_softmax over the last, are batched: a row of a
+  (K, B) reduction is reduced as the lone (B,) tensor is (tests/test_lockstep.py trains
+  both and compares);
 * threads: each seed equals its lone run *on one torch thread* (as lessons 07 / 08 and
   ``run_grid`` train), and ``train_seeds`` runs on one thread (restored after). A lone
   run's own last bits depend on the thread count (HEALTHY's and Pendulum's weights differ
