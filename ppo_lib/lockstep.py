@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from types import SimpleNamespace
 from typing import Any
 
@@ -184,7 +185,10 @@ def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
             generators.append(generator)
         if any(type(m.policy) not in (CategoricalActorCritic, GaussianActorCritic)
                or fast_gradient_step(m.policy, m.optimizer) is None for m in models):
-            return [_lone(m, total_timesteps, progress_bar) for m in models]
+            # not the written-out step's MLP: each seed alone, made again (the global
+            # random state is the last model's now)
+            return [_lone(PPO(policy, env_id, seed=seed, **config), total_timesteps,
+                          progress_bar) for seed in seeds]
         Lockstep(models, generators).learn(total_timesteps, progress_bar)
         for model, generator in zip(models, generators):
             model.lockstep_rng_state = generator.get_state()
@@ -386,16 +390,13 @@ class Lockstep:
             self.log_std, self.log_std_grad = self.flat[:, o:o + n], self.grad[:, o:o + n]
         self.envs = SeedEnvs(models)
         # one rollout buffer (K, T, N, ...) for all; model k's Rollout is row k (contiguous)
-        spaces = first.observation_space, first.action_space
-        big = Rollout.allocate(first.n_steps, first.n_envs * self.K, *spaces)
-        self.rollout = Rollout(*(_seed_axis(x, self.K, first.n_envs) for x in (
-            big.obs, big.actions, big.rewards, big.dones, big.values, big.log_probs,
-            big.advantages, big.returns)), big.last_values.view(self.K, first.n_envs))
+        one = Rollout.allocate(first.n_steps, first.n_envs, first.observation_space,
+                               first.action_space)  # a lone run's buffers: shapes, dtypes
+        buffers = [getattr(one, f.name) for f in fields(Rollout)]
+        self.rollout = Rollout(*(torch.zeros(self.K, *x.shape, dtype=x.dtype) for x in buffers))
+        rows = [getattr(self.rollout, f.name) for f in fields(Rollout)]
         for k, model in enumerate(models):
-            model.rollout = Rollout(*(x[k] for x in (
-                self.rollout.obs, self.rollout.actions, self.rollout.rewards,
-                self.rollout.dones, self.rollout.values, self.rollout.log_probs,
-                self.rollout.advantages, self.rollout.returns, self.rollout.last_values)))
+            model.rollout = Rollout(*(x[k] for x in rows))
 
     # --- forward ------------------------------------------------------------------------
     @staticmethod
@@ -722,12 +723,6 @@ class SeedEnvs:
                 "cartpole": None if carts is None else {
                     "state": carts["state"][:, part], "steps": carts["steps"][part],
                     "rngs": [carts["rngs"][k]]}})
-
-
-def _seed_axis(x: Tensor, K: int, n_envs: int) -> Tensor:
-    """A (T, K * N, ...) buffer as (K, T, N, ...), contiguous per seed."""
-    T = x.shape[0]
-    return torch.zeros(K, T, n_envs, *x.shape[2:], dtype=x.dtype)
 
 
 def _backward(layers: list[Layer], saved: list, grad: Tensor, need_input_grad: bool):
