@@ -121,6 +121,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("10", "1e-5"): "ppo_lib's Adam epsilon, a constant of the code (lesson 05's details table, "
                     "tests/test_ablations.py asserts it)",
     ("10", "6379"): "Ray's default head port in the `ray start` command lines, a setting",
+    ("10", "20"): "rl-baselines3-zoo's n_epochs in presets.get('cartpole_tuned'), a setting quoted "
+                  "to say what CARTPOLE_BASE changes (its n_epochs=5 is printed right below)",
+    ("10", "3e-3"): "CARTPOLE_BASE's initial learning rate, a setting (printed right below as "
+                    "LinearSchedule(start=0.003))",
 }
 
 # (lesson number, phrase of the sentence) -> the printed line or assert that backs it
