@@ -335,36 +335,62 @@ def _same_run_settings(a: tuple, b: tuple) -> bool:
         return False
 
 
-def run_processes(tasks, trainer, finish, progress) -> None:
+def run_processes(tasks, trainer, finish, progress, lockstep: bool = False) -> None:
     """All local cores: one spawned worker process per core, one torch thread each.
+    ``lockstep``: a grid point's seeds are one task, trained together (``run_group``).
 
     Ctrl-C cancels the runs not started; the runs under way finish and are kept (a second
     Ctrl-C drops them). A Ctrl-C that also reached the workers (a terminal's) ends them too.
     """
-    workers = max(1, min(os.cpu_count() or 1, len(tasks)))
+    units = same_config_groups(tasks) if lockstep else [[task] for task in tasks]
+    workers = max(1, min(os.cpu_count() or 1, len(units)))
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                    initializer=one_thread)
     futures, recorded = {}, set()
     try:
-        for index, config, seed, env_id, total_timesteps, n_eval in tasks:
-            future = executor.submit(run_one, trainer, config, seed, env_id, total_timesteps,
-                                     n_eval)
-            futures[future] = index
+        for unit in units:
+            futures[executor.submit(run_group, trainer, unit)] = unit
         for future in as_completed(futures):
             recorded.add(future)
-            finish(futures[future], outcome(future))
-            progress.update(1)
+            for task, result in zip(futures[future], outcomes(future, len(futures[future]))):
+                finish(task[0], result)
+                progress.update(1)
     except KeyboardInterrupt:  # keep what finished; a worker Ctrl-C ended is not a row
         executor.shutdown(wait=True, cancel_futures=True)
-        for future, index in futures.items():
+        for future, unit in futures.items():
             if future not in recorded and future.done() and not future.cancelled() \
                     and not isinstance(future.exception(), (KeyboardInterrupt,
                                                             BrokenProcessPool)):
-                finish(index, outcome(future))
-                progress.update(1)
+                for task, result in zip(unit, outcomes(future, len(unit))):
+                    finish(task[0], result)
+                    progress.update(1)
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def run_group(trainer, group) -> list[dict[str, Any]]:
+    """Tasks of one configuration (a grid point's seeds, or one task) -> each run's result
+    columns: in lockstep when they are several runs of the default trainer and the
+    configuration allows it, else ``run_one`` each."""
+    from .lockstep import supports_lockstep
+
+    _, config, _, env_id, total_timesteps, n_eval = group[0]
+    results = None
+    if len(group) > 1 and trainer is train_and_evaluate and supports_lockstep(config, env_id):
+        results = run_seeds_together(config, [task[2] for task in group], env_id,
+                                     total_timesteps, n_eval)
+    if results is None:
+        results = [run_one(trainer, config, seed, env_id, total_timesteps, n_eval)
+                   for _, config, seed, env_id, total_timesteps, n_eval in group]
+    return results
+
+
+def outcomes(future, runs: int) -> list[dict[str, Any]]:
+    """The result columns of a finished task's ``runs`` runs (``outcome``: a worker that
+    died gives each run a row with its error)."""
+    result = outcome(future)
+    return result if isinstance(result, list) else [result] * runs
 
 
 def outcome(future) -> dict[str, Any]:
@@ -408,8 +434,9 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
     finished rows, with a warning. ``trainer(config, seed, env_id, total_timesteps,
     n_eval_episodes) -> dict`` replaces ``train_and_evaluate`` (module-level, so worker
     processes can import it). ``lockstep``: with engine "local" and the default trainer,
-    train each grid point's seeds together (``ppo_lib.lockstep``: the same rows, faster);
-    the "processes" and "ray" engines run one task per run either way.
+    with engines "local" and "processes" and the default trainer, train each grid point's
+    seeds together (``ppo_lib.lockstep``: the same rows, faster; on "processes" a grid
+    point is then one task); the "ray" engine runs one task per run either way.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -436,7 +463,9 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
     elif engine == "local":
         run = run_local_lockstep if lockstep and trainer is train_and_evaluate else run_local
     else:
-        run = run_processes
+        def run(tasks, trainer, finish, progress):
+            run_processes(tasks, trainer, finish, progress,
+                          lockstep=lockstep and trainer is train_and_evaluate)
     with tqdm(total=len(tasks), desc="runs", disable=not progress_bar) as progress:
         try:
             run(tasks, trainer, finished.finish, progress)

@@ -174,7 +174,7 @@ def test_run_seeds_and_sweep_same_with_lockstep_on_and_off():
             assert same(untimed(on[param][value].rows), untimed(off[param][value].rows))
 
 
-def test_run_grid_local_same_rows_with_lockstep_on_and_off():
+def test_run_grid_same_rows_with_lockstep_on_and_off():
     from ppo_lib.sweeps import run_grid
 
     base = dict(HEALTHY, n_epochs=2)
@@ -185,6 +185,9 @@ def test_run_grid_local_same_rows_with_lockstep_on_and_off():
     off = run_grid(base, grid, [0, 1], lockstep=False, **kwargs)
     assert on.drop(columns="seconds").equals(off.drop(columns="seconds"))
     assert on["error"].isna().all() and len(on) == 6
+    # "processes": a grid point's seeds are one task, trained together in a worker
+    processes = run_grid(base, grid, [0, 1], engine="processes", **kwargs)
+    assert processes.drop(columns="seconds").equals(off.drop(columns="seconds"))
 
 
 @pytest.mark.slow
