@@ -343,6 +343,7 @@ def run_processes(tasks, trainer, finish, progress, lockstep: bool = False) -> N
     Ctrl-C drops them). A Ctrl-C that also reached the workers (a terminal's) ends them too.
     """
     units = same_config_groups(tasks) if lockstep else [[task] for task in tasks]
+    units = split_for_workers(units, os.cpu_count() or 1)
     workers = max(1, min(os.cpu_count() or 1, len(units)))
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                    initializer=one_thread)
@@ -367,6 +368,17 @@ def run_processes(tasks, trainer, finish, progress, lockstep: bool = False) -> N
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def split_for_workers(units: list[list[tuple]], workers: int) -> list[list[tuple]]:
+    """Fewer tasks than workers (a grid of few points, many seeds): the largest halved until
+    every worker has one (two half-groups in lockstep on two cores beat one whole group)."""
+    units = list(units)
+    while len(units) < workers and max(len(unit) for unit in units) > 1:
+        largest = max(range(len(units)), key=lambda i: len(units[i]))
+        unit = units.pop(largest)
+        units[largest:largest] = [unit[:len(unit) // 2], unit[len(unit) // 2:]]
+    return units
 
 
 def run_group(trainer, group) -> list[dict[str, Any]]:

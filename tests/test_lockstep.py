@@ -210,3 +210,11 @@ def test_lesson_10_rows_of_the_results_file_in_lockstep():
                         & (stored["seed"] == row["seed"])].to_dict("records")
         for column in ("eval_mean", "ep_rew_mean", "curve_steps", "curve_ep_rew_mean"):
             assert row[column] == old[column], (row["seed"], column)
+
+
+def test_a_few_grid_points_are_split_among_the_workers():
+    from ppo_lib.grid import split_for_workers
+
+    assert split_for_workers([[1, 2, 3, 4, 5]], 2) == [[1, 2], [3, 4, 5]]
+    assert split_for_workers([[1], [2, 3]], 4) == [[1], [2], [3]]
+    assert split_for_workers([[1, 2], [3, 4]], 2) == [[1, 2], [3, 4]]
