@@ -6,13 +6,14 @@
 Cases: (a) lesson 07's HEALTHY set (sync envs), (b) the same on gymnasium's vectorised
 CartPole, (c) rl-zoo's CartPole set (presets "cartpole_tuned"), (d) the Pendulum preset at a
 small budget, lesson 07's sweep as the notebook runs it (``sweeps.sweep``, K = 3 seeds per
-configuration, lockstep=False against the default), and lesson 10's grid on the local
-engine for two CartPole variants x 10 seeds (``run_grid``, lockstep off and on). Both sides
-on one torch thread, in one process, alternating (a busy machine slows both alike); the
+configuration, lockstep=False against the default), and lesson 10's grid on the local and
+"processes" engines for two CartPole variants x 10 seeds (``run_grid``, lockstep off and
+on). Both sides on one torch thread, alternating (a busy machine slows both alike), the
 best of ``--repeats`` per side. Throughput is env steps over all seeds per second, of wall
 time and of CPU time (``time.process_time``: on a shared machine wall time also measures
-the neighbours). Every lockstep result is checked equal to the lone runs' (the last
-update's loss and the policy's weights of every seed; the sweep's curves; the grid's rows).
+the neighbours; not for "processes", whose work is in its workers). Every lockstep result
+is checked equal to the lone runs' (the last update's loss and the policy's weights of
+every seed; the sweep's curves; the grid's rows).
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def check_equal(lone, together) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--cases", nargs="+", default=[*CASES, "sweep07", "grid10"],
-                        choices=[*CASES, "sweep07", "grid10"])
+    extra = ["sweep07", "grid10", "grid10-processes"]
+    parser.add_argument("--cases", nargs="+", default=[*CASES, *extra],
+                        choices=[*CASES, *extra])
     args = parser.parse_args()
     torch.set_num_threads(1)
     info = machine()
@@ -75,8 +77,11 @@ def main() -> None:
           "(CPU) | steps/s one after another | steps/s lockstep | ratio wall | ratio CPU |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.cases:
-        if name in ("sweep07", "grid10"):
-            (lesson_07_sweep if name == "sweep07" else lesson_10_grid)(args.repeats)
+        if name == "sweep07":
+            lesson_07_sweep(args.repeats)
+            continue
+        if name.startswith("grid10"):
+            lesson_10_grid(args.repeats, "processes" if name.endswith("processes") else "local")
             continue
         label, config, env_id, steps = CASES[name]
         train_seeds(config, env_id, [0], 1024)  # warm up imports and caches
@@ -119,15 +124,17 @@ def lesson_07_sweep(repeats: int) -> None:
           f"{lc / kc:.2f} |", flush=True)
 
 
-def lesson_10_grid(repeats: int) -> None:
-    """``run_grid`` (engine "local") of two lesson-10 CartPole variants x 10 seeds at their
-    50k-step budget (K = 10 per variant), lockstep off and on: the rows must be equal."""
+def lesson_10_grid(repeats: int, engine: str) -> None:
+    """``run_grid`` on ``engine`` of two lesson-10 CartPole variants x 10 seeds at their
+    50k-step budget (K = 10 per variant, or two halves of 5 on two cores with "processes"),
+    lockstep off and on: the rows must be equal."""
     from ppo_lib.ablations import BUDGETS, base_config, variants
     from ppo_lib.sweeps import run_grid
 
     grid = {name: variants("CartPole-v1")[name] for name in ("base", "ReLU")}
     steps = BUDGETS["CartPole-v1"]
-    kwargs = dict(env_id="CartPole-v1", total_timesteps=steps, progress_bar=False)
+    kwargs = dict(env_id="CartPole-v1", total_timesteps=steps, progress_bar=False,
+                  engine=engine)
     best = {False: (float("inf"),) * 2, True: (float("inf"),) * 2}
     for _ in range(repeats):
         frames = {}
@@ -138,9 +145,11 @@ def lesson_10_grid(repeats: int) -> None:
         assert frames[True].drop(columns="seconds").equals(frames[False].drop(columns="seconds"))
     total = 2 * 10 * steps
     (lw, lc), (kw, kc) = best[False], best[True]
-    print(f"| lesson 10's grid, local: 2 CartPole variants x 10 seeds (+ evaluation) | "
-          f"{steps:,} | {lw:.1f} ({lc:.1f}) | {kw:.1f} ({kc:.1f}) | {total / lw:,.0f} | "
-          f"{total / kw:,.0f} | {lw / kw:.2f} | {lc / kc:.2f} |", flush=True)
+    cpu = engine == "local"  # "processes": the work is in the workers, not counted here
+    print(f"| lesson 10's grid, {engine}: 2 CartPole variants x 10 seeds (+ evaluation) | "
+          f"{steps:,} | {lw:.1f}{f' ({lc:.1f})' if cpu else ''} | "
+          f"{kw:.1f}{f' ({kc:.1f})' if cpu else ''} | {total / lw:,.0f} | {total / kw:,.0f} | "
+          f"{lw / kw:.2f} | {f'{lc / kc:.2f}' if cpu else '-'} |", flush=True)
 
 
 if __name__ == "__main__":
