@@ -57,13 +57,10 @@ def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
 
 
 def tanh(x: Tensor) -> Tensor:
-    """``torch.tanh(x)``; without autograd, computed by numpy (``np.tanh``).
-
-    On a CPU with AVX-512 torch's float32 tanh takes about 2 ns per element (37 us for a
-    (256, 64) batch here), numpy's about 0.2 ns: a tenth of a CartPole gradient step. Both
-    are within 1 ulp of the exact value (they differ in about a third of last bits). Where
-    autograd records (the reference path, TRPO's second derivatives) it is torch's.
-    """
+    """``torch.tanh(x)``; without autograd, numpy's ``np.tanh``: on an AVX-512 CPU torch's
+    float32 tanh takes about 2 ns per element, numpy's 0.2 ns (a (256, 64) batch: 37 against
+    3 us). Both are within 1 ulp of the exact value (a third of the last bits differ). Where
+    autograd records (the reference path, TRPO's second derivatives) it is torch's."""
     if torch.is_grad_enabled() and x.requires_grad or x.dtype is not torch.float32:
         return torch.tanh(x)
     out = torch.empty(x.shape)

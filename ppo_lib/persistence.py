@@ -23,10 +23,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 from torch import nn
 
 from .envs import VECTORIZATION_MODES, VecEnv, make_vec_env
+from .plain_data import pack, space_from_data, space_to_data, unpack
 from .schedules import schedule_from_dict, schedule_to_dict
 from .validation import check_positive_int
 
@@ -42,8 +42,6 @@ SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
 # The policies a file may name without custom_objects
 OWN_POLICIES = (*(f"ppo_lib.policies:{kind}ActorCritic" for kind in ("Categorical", "Gaussian",
                   "MultiCategorical", "Bernoulli")), "ppo_lib.atari:NatureCNNActorCritic")
-SPACE_ARGS = {"Discrete": ("n", "start"), "MultiDiscrete": ("nvec", "start"),  # spaces besides
-              "MultiBinary": ("n",)}  # Box, saved as {"kind": name, argument: value, ...}
 # PPO arguments a custom_objects key may replace (SB3's use of custom_objects)
 ARGUMENTS = frozenset(PLAIN_HPARAMS) | set(SCHEDULES)
 
@@ -92,7 +90,7 @@ def model_data(model) -> dict:
                           f"PPO.load.", stacklevel=4)
             described = {"kind": "constant", "value": float(value(1.0))}
         schedules[name] = described
-    env_state = (_pack(model.env.get_state())
+    env_state = (pack(model.env.get_state())
                  if model.env is not None and model.last_obs is not None else None)
     return {
         "format": FILE_FORMAT, "version": FILE_VERSION,
@@ -100,17 +98,17 @@ def model_data(model) -> dict:
         "schedules": schedules,
         "policy": model.policy_name or _class_path(model.policy_class),
         "policy_kwargs": _pack_policy_kwargs(model.policy_kwargs),
-        "observation_space": _space_to_data(model.observation_space),
-        "action_space": _space_to_data(model.action_space),
+        "observation_space": space_to_data(model.observation_space),
+        "action_space": space_to_data(model.action_space),
         "env_id": model.env.spec.id if model.env is not None and model.env.spec else None,
         "n_envs": model.n_envs, "vectorization_mode": model.vectorization_mode,
         "policy_state": model.policy.state_dict(),
         "optimizer_state": model.optimizer.state_dict(),
-        "normalizer": None if model.normalizer is None else _pack(model.normalizer.state_dict()),
+        "normalizer": None if model.normalizer is None else pack(model.normalizer.state_dict()),
         "num_timesteps": model.num_timesteps, "n_updates": model.n_updates,
         "rng": {"torch": torch.get_rng_state(),
-                "numpy": _pack(np.random.get_state(legacy=False)),
-                "python": _pack(random.getstate())},
+                "numpy": pack(np.random.get_state(legacy=False)),
+                "python": pack(random.getstate())},
         "env_state": env_state,
         "last_obs": None if model.last_obs is None else torch.as_tensor(model.last_obs).clone(),
     }
@@ -145,8 +143,8 @@ def load_model(cls, path: str | os.PathLike, env: Any = None,
     overrides = {**{k: v for k, v in custom_objects.items() if k in ARGUMENTS},
                  **(overrides or {})}
     hp.update(overrides)
-    obs_space = _space_from_data(data["observation_space"])
-    act_space = _space_from_data(data["action_space"])
+    obs_space = space_from_data(data["observation_space"])
+    act_space = space_from_data(data["action_space"])
     check_positive_int("the file's n_envs", data["n_envs"])
     same_env = env is None
     vectorization_mode = data.get("vectorization_mode", "sync")
@@ -177,14 +175,14 @@ def load_model(cls, path: str | os.PathLike, env: Any = None,
         for group in model.optimizer.param_groups:
             group["lr"] = model.lr_schedule(1.0)
     if model.normalizer is not None and data["normalizer"] is not None:
-        model.normalizer.load_state_dict(_unpack(data["normalizer"]))
+        model.normalizer.load_state_dict(unpack(data["normalizer"]))
     model.num_timesteps, model.n_updates = data["num_timesteps"], data["n_updates"]
     torch.set_rng_state(data["rng"]["torch"])
-    np.random.set_state(_unpack(data["rng"]["numpy"]))
-    random.setstate(_unpack(data["rng"]["python"]))
+    np.random.set_state(unpack(data["rng"]["numpy"]))
+    random.setstate(unpack(data["rng"]["python"]))
     if model.env is not None and same_env and data["env_state"] is not None:
         if model.env.num_envs == data["n_envs"]:
-            exact = model.env.set_state(_unpack(data["env_state"]))
+            exact = model.env.set_state(unpack(data["env_state"]))
             last = data["last_obs"].numpy()
             model.last_obs = last if exact else model.reset_env()
     return model
@@ -360,51 +358,3 @@ def _rebuild_env(env_id: Any, n_envs: int, obs_space, act_space, path,
         env.close()  # the saved env had wrappers (e.g. Atari preprocessing):
         return None  # pass env= to PPO.load to train on
     return env
-
-
-def _space_to_data(space: spaces.Space) -> dict:
-    if isinstance(space, spaces.Box):
-        return {"kind": "Box", "low": torch.from_numpy(np.array(space.low, dtype=np.float64)),
-                "high": torch.from_numpy(np.array(space.high, dtype=np.float64)),
-                "dtype": str(space.dtype)}
-    for kind, args in SPACE_ARGS.items():
-        if isinstance(space, getattr(spaces, kind)):
-            return {"kind": kind, **{a: np.asarray(getattr(space, a)).tolist() for a in args}}
-    raise ValueError(f"cannot save a model for the space {space}")
-
-
-def _space_from_data(data: dict) -> spaces.Space:
-    if data["kind"] in SPACE_ARGS:
-        return getattr(spaces, data["kind"])(**{a: data[a] for a in SPACE_ARGS[data["kind"]]})
-    return spaces.Box(data["low"].numpy().astype(data["dtype"]),
-                      data["high"].numpy().astype(data["dtype"]), dtype=np.dtype(data["dtype"]))
-
-
-def _pack(obj):
-    """numpy arrays -> tagged tensors, tuples -> tagged lists (torch.load weights_only
-    reads tensors, dicts, lists and numbers, not numpy objects)."""
-    if isinstance(obj, np.ndarray):
-        dtype = str(obj.dtype)
-        arr = obj.astype(np.int64) if obj.dtype.kind in "iu" else obj
-        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(arr)), "dtype": dtype}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, dict):
-        return {k: _pack(v) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_pack(v) for v in obj]}
-    if isinstance(obj, list):
-        return [_pack(v) for v in obj]
-    return obj
-
-
-def _unpack(obj):
-    if isinstance(obj, dict):
-        if "__ndarray__" in obj:
-            return obj["__ndarray__"].numpy().astype(obj["dtype"])
-        if "__tuple__" in obj:
-            return tuple(_unpack(v) for v in obj["__tuple__"])
-        return {k: _unpack(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_unpack(v) for v in obj]
-    return obj
