@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ppo_lib import presets
+from ppo_lib.logger import rollout_row
 from ppo_lib.lockstep import check_seeds, lockstep_problem, supports_lockstep, train_seeds
 from ppo_lib.ppo import PPO
 from ppo_lib.schedules import linear_schedule
@@ -218,3 +219,37 @@ def test_a_few_grid_points_are_split_among_the_workers():
     assert split_for_workers([[1, 2, 3, 4, 5]], 2) == [[1, 2], [3, 4, 5]]
     assert split_for_workers([[1], [2, 3]], 4) == [[1], [2], [3]]
     assert split_for_workers([[1, 2], [3, 4]], 2) == [[1, 2], [3, 4]]
+
+
+def test_grouped_cartpoles_step_as_each_seed_alone_through_time_limits():
+    """The vectorised CartPole of K seeds (one env of K x n carts) against each seed's own
+    CartPoleVecEnv: a pole-balancing rule keeps carts up past the 500-step time limit, so
+    truncations, same-step resets and final_obs all happen; then the state handed back."""
+    from ppo_lib.lockstep import SeedEnvs
+    from ppo_lib.vector_cartpole import CartPoleVecEnv
+
+    config = dict(n_envs=4, n_steps=8, batch_size=32, vectorization_mode="vector_entry_point")
+    models = [PPO("MlpPolicy", "CartPole-v1", seed=seed, **config) for seed in (3, 8)]
+    alone = [CartPoleVecEnv("CartPole-v1", 4, seed=seed) for seed in (3, 8)]
+    envs = SeedEnvs(models)
+    obs = envs.reset()
+    assert all(same(a.reset(), o) for a, o in zip(alone, obs))
+    truncations = 0
+    for _ in range(1200):
+        # push the cart under the pole: angle + angular velocity decide (lasts 500 steps)
+        actions = torch.from_numpy(np.stack([(o[:, 2] + o[:, 3] > 0).astype(np.int64)
+                                             for o in obs]))
+        results = envs.step(actions)
+        for a, result, action in zip(alone, results, actions):
+            expected = a.step(action.numpy())
+            for got, want in zip(result[:4], expected[:4]):
+                assert same(got, want)
+            assert same(result[4]["final_obs"], expected[4]["final_obs"])
+            truncations += int(result[3].sum())
+        obs = [result[0] for result in results]
+    assert truncations > 0
+    for k, a in enumerate(alone):  # each seed's episode statistics, as its own env's
+        assert same(envs.rollout_row(k), rollout_row(a))
+    envs.hand_back()
+    for model, a in zip(models, alone):
+        assert same(model.env.get_state(), a.get_state())
