@@ -207,10 +207,7 @@ def _lone(model, total_timesteps: int, progress_bar: bool):
 # --- the K seeds' parameters in one buffer ---------------------------------------------------
 def _aligned_zeros(*shape: int) -> Tensor:
     """Zeros of ``shape`` whose storage starts at a 64-byte boundary."""
-    numel = int(np.prod(shape))
-    raw = torch.zeros(numel + ALIGN)
-    shift = (-raw.data_ptr() % (4 * ALIGN)) // 4
-    return raw[shift:shift + numel].view(*shape)
+    return _aligned_empty(*shape).zero_()
 
 
 def _aligned_empty(*shape: int) -> Tensor:
@@ -461,11 +458,7 @@ class Lockstep:
         env a column (its arithmetic is elementwise: the same numbers as per seed)."""
         r, first = self.rollout, self.models[0]
         K, T, N = r.rewards.shape
-
-        def columns(x: Tensor) -> Tensor:  # (K, T, N) -> (T, K * N)
-            return x.transpose(0, 1).reshape(T, K * N)
-
-        advantages, returns = gae(columns(r.rewards), columns(r.values), columns(r.dones),
+        advantages, returns = gae(_columns(r.rewards), _columns(r.values), _columns(r.dones),
                                   r.last_values.reshape(K * N), first.gamma,
                                   first.gae_lambda)
         r.advantages.copy_(advantages.view(T, K, N).transpose(0, 1))
@@ -723,6 +716,12 @@ class SeedEnvs:
                 "cartpole": None if carts is None else {
                     "state": carts["state"][:, part], "steps": carts["steps"][part],
                     "rngs": [carts["rngs"][k]]}})
+
+
+def _columns(x: Tensor) -> Tensor:
+    """A (K, T, N) rollout buffer as (T, K * N): every env of every seed a column."""
+    K, T, N = x.shape
+    return x.transpose(0, 1).reshape(T, K * N)
 
 
 def _backward(layers: list[Layer], saved: list, grad: Tensor, need_input_grad: bool):
