@@ -1,13 +1,13 @@
 """The update's fast path for MLP policies: the same step as the reference, less overhead
 (tests/test_fastpath.py). The only module that uses torch's internals.
 
-The reference gradient step is what lesson 05 shows in ``PPO.train``: ``evaluate_actions``,
-``ppo_loss_terms``, ``loss.backward()``, gradient clipping, Adam. On a CartPole minibatch
-each small tensor operation costs more in Python, dispatch and autograd bookkeeping than in
-arithmetic. ``fast_gradient_step(policy, optimizer)`` returns the step written out (an
-``MlpGradientStep``), or None where it does not apply (then the reference path runs): the
-forward pass keeping each layer's input and output, the loss and its gradient at the heads
-(``ppo_lib.gradients``), and the backward pass of each layer y = act(x W^T + b),
+The reference step is lesson 05's ``PPO.train``: ``evaluate_actions``, ``ppo_loss_terms``,
+``loss.backward()``, clipping, Adam; on a CartPole minibatch each small tensor operation costs
+more in Python, dispatch and autograd bookkeeping than in arithmetic.
+``fast_gradient_step(policy, optimizer)`` returns the step written out (``MlpGradientStep``),
+or None (the reference runs): the forward pass keeping each layer's input and output, the
+loss and its gradient at the heads (``ppo_lib.gradients``), the backward pass of each layer
+y = act(x W^T + b),
 
     d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
 
@@ -18,8 +18,9 @@ differently for operands off such a boundary (a (B, 64) x (64, 1) value head at 
 offset: another last bit of V(s)), and a save / load / learn resume must equal the run
 without the pause (tests/test_save_load.py).
 
-Also here: ``LeanAdam`` (torch's Adam calling its fused kernel directly), ``clip_grad_norm``
-and ``run_mlp`` (an ``mlp()`` applied without ``nn.Module.__call__``).
+Also here: ``LeanAdam`` (torch's Adam calling its fused kernel directly), ``adam_step``,
+``norms``, ``clip_grad_norm``, ``tanh`` and ``run_mlp`` (an ``mlp()`` applied without
+``nn.Module.__call__``); ``ppo_lib.lockstep`` uses them for K seeds at once.
 """
 
 from __future__ import annotations
@@ -127,10 +128,7 @@ class LeanAdam(torch.optim.Adam):
         params, exp_avgs, exp_avg_sqs, steps = self._lists
         grads = [p.grad for p in params]
         torch._foreach_add_(steps, 1)
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
-                           beta1=group["betas"][0], beta2=group["betas"][1],
-                           weight_decay=group["weight_decay"], eps=group["eps"],
-                           amsgrad=False, maximize=False)
+        adam_step(params, grads, exp_avgs, exp_avg_sqs, steps, group)
 
     def _state_lists(self):
         if len(self.param_groups) != 1 or self.param_groups[0]["weight_decay"] != 0:
@@ -151,11 +149,25 @@ class LeanAdam(torch.optim.Adam):
         self._lists = None
 
 
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, steps, group: dict) -> None:
+    """One Adam step of torch's fused CPU kernel on lists of tensors (``steps`` already
+    advanced), with ``group``'s lr, betas, eps and weight decay (no amsgrad, no maximize)."""
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
+                       beta1=group["betas"][0], beta2=group["betas"][1],
+                       weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
+                       maximize=False)
+
+
+def norms(tensors: list[Tensor]) -> Tensor:
+    """The 2-norm of each tensor, stacked (torch's foreach norm: one call for all)."""
+    return torch.stack(torch._foreach_norm(tensors))
+
+
 def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_`` in four tensor calls: scale every gradient by
     min(1, max_norm / (||g||_2 + 1e-6)), ||g|| the norm of all gradients together."""
     grads = [p.grad for p in params if p.grad is not None]
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    total = torch.linalg.vector_norm(norms(grads))
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
 
 
@@ -163,14 +175,12 @@ def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
 ALIGN = 16  # floats (64 bytes, a cache line and an AVX-512 register): each slice's start
 
 
-def _raw_buffer(numel: int) -> Tensor:
-    """A zeroed float32 buffer; the tests replace it to place buffers at odd addresses."""
+def _raw_buffer(numel: int) -> Tensor:  # the tests replace it: buffers at odd addresses
     return torch.zeros(numel)
 
 
 def _aligned_zeros(numel: int) -> Tensor:
-    """``numel`` zeros starting at a 64-byte boundary, wherever ``_raw_buffer`` puts its
-    memory (torch's allocator aligns to 64 bytes today; this does not rely on it)."""
+    """``numel`` zeros from a 64-byte boundary, wherever ``_raw_buffer``'s memory starts."""
     raw = _raw_buffer(numel + ALIGN)
     shift = (-raw.data_ptr() % (4 * ALIGN)) // raw.element_size()
     return raw[shift:shift + numel]
@@ -244,18 +254,13 @@ def _backward(layers, saved: list, grad: Tensor, need_input_grad: bool) -> Tenso
 
 class MlpGradientStep:
     """The PPO gradient step of a ``CategoricalActorCritic`` or ``GaussianActorCritic`` MLP
-    written out: ``loss`` runs the network forward (keeping each layer's input and output)
-    and the loss with its gradient at the heads; ``step`` then runs the backward pass layer
-    by layer into a flat gradient buffer, clips its norm and takes one Adam step on the flat
-    parameters, as ``LeanAdam`` would.
-
-    Equal to the reference path (``evaluate_actions``, ``ppo_loss_terms``, ``backward``,
-    ``clip_grad_norm``, Adam) up to float32 rounding: tests/test_fastpath.py trains both.
-    ``MlpGradientStep.create(policy, optimizer)`` returns None for anything else (other
-    layers, weight decay, several parameter groups), and ``bind`` returns False while a
-    parameter is frozen (``requires_grad=False``) or a module has a forward hook: the
-    trainer then uses autograd, which honours both. Use it through ``fast_gradient_step``.
-    """
+    written out: ``loss`` (forward, keeping each layer's input and output; the loss and its
+    gradient at the heads), then ``step`` (backward layer by layer into a flat gradient
+    buffer, norm clipping, one Adam step on the flat parameters, as ``LeanAdam`` would).
+    Equal to the reference path up to float32 rounding (tests/test_fastpath.py trains both).
+    ``create`` returns None for other layers, weight decay or several parameter groups, and
+    ``bind`` False while a parameter is frozen or a module has a forward hook: autograd then
+    runs, which honours both. Use it through ``fast_gradient_step``."""
 
     @classmethod
     def create(cls, policy: nn.Module, optimizer: torch.optim.Optimizer):
@@ -391,8 +396,5 @@ class MlpGradientStep:
             norm = torch.linalg.vector_norm(self._grad)
             self._grad.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
             self._steps.add_(1)
-            beta1, beta2 = group["betas"]
-            torch._fused_adam_([self._flat], [self._grad], [self._exp_avg],
-                               [self._exp_avg_sq], [], [self._views[0][3]], lr=group["lr"],
-                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
-                               amsgrad=False, maximize=False)
+            adam_step([self._flat], [self._grad], [self._exp_avg], [self._exp_avg_sq],
+                      [self._views[0][3]], group)  # weight decay 0: create() checked
