@@ -185,14 +185,7 @@ class VecEnv:
         whose emulator state is not saved) resume from a fresh reset seeded from the saved
         generator: the trainer then continues correctly but not bit for bit.
         """
-        return {
-            "last_obs": None if self.last_obs is None else self.last_obs.copy(),
-            "returns": self._returns.copy(), "lengths": self._lengths.copy(),
-            "episode_returns": list(self.episode_returns),
-            "episode_lengths": list(self.episode_lengths),
-            "episode_count": self.episode_count,
-            "envs": [_env_state(env) for env in self.envs],
-        }
+        return {**running_state(self), "envs": [_env_state(env) for env in self.envs]}
 
     def set_state(self, state: dict) -> bool:
         """Restore ``get_state()``; returns True when every sub-env resumed exactly."""
@@ -209,6 +202,18 @@ class VecEnv:
         self.episode_lengths.extend(state["episode_lengths"])
         self.episode_count = state["episode_count"]
         return exact
+
+
+def running_state(env) -> dict:
+    """What a vector env (``VecEnv``, ``CartPoleVecEnv``) keeps besides its envs: the last
+    observation, the running episodes' returns and lengths, the finished episodes' stats."""
+    return {
+        "last_obs": None if env.last_obs is None else env.last_obs.copy(),
+        "returns": env._returns.copy(), "lengths": env._lengths.copy(),
+        "episode_returns": list(env.episode_returns),
+        "episode_lengths": list(env.episode_lengths),
+        "episode_count": env.episode_count,
+    }
 
 
 # --- clear errors for envs ppo_lib cannot use --------------------------------------------

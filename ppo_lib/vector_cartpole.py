@@ -25,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
+from .envs import running_state
+
 CARTPOLE_IDS = ("CartPole-v0", "CartPole-v1")
 
 
@@ -148,11 +150,7 @@ class CartPoleVecEnv:
         groups' generators and the episode statistics. ``set_state`` resumes exactly."""
         env = self.env
         return {
-            "last_obs": None if self.last_obs is None else self.last_obs.copy(),
-            "returns": self._returns.copy(), "lengths": self._lengths.copy(),
-            "episode_returns": list(self.episode_returns),
-            "episode_lengths": list(self.episode_lengths),
-            "episode_count": self.episode_count,
+            **running_state(self),
             "group_episode_returns": [list(d) for d in self.group_episode_returns],
             "group_episode_lengths": [list(d) for d in self.group_episode_lengths],
             "group_episode_count": list(self.group_episode_count),
