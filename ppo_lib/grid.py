@@ -57,17 +57,6 @@ def train_and_evaluate(config: Mapping[str, Any], seed: int, env_id: str,
     return evaluated(model, env_id, n_eval_episodes)
 
 
-def train_and_evaluate_seeds(config: Mapping[str, Any], seeds: Sequence[int], env_id: str,
-                             total_timesteps: int, n_eval_episodes: int
-                             ) -> list[dict[str, Any]]:
-    """``train_and_evaluate`` for several seeds of one configuration, trained together by
-    ``ppo_lib.lockstep.train_seeds`` (the same numbers as one run per seed)."""
-    from .lockstep import train_seeds
-
-    models = train_seeds(config, env_id, seeds, total_timesteps)
-    return [evaluated(model, env_id, n_eval_episodes) for model in models]
-
-
 def evaluated(model, env_id: str, n_eval_episodes: int) -> dict[str, Any]:
     """A trained model's result columns (but seconds and error): ``eval_mean`` over
     ``n_eval_episodes`` deterministic episodes seeded EVAL_SEED + i, the last logged
@@ -102,29 +91,6 @@ def run_one(trainer: Callable[..., dict[str, Any]], config: Mapping[str, Any], s
         torch.set_num_threads(threads)
     out["seconds"] = time.process_time() - start
     return {column: out.get(column) for column in RESULT_COLUMNS}
-
-
-def run_seeds_together(config: Mapping[str, Any], seeds: Sequence[int], env_id: str,
-                       total_timesteps: int, n_eval_episodes: int
-                       ) -> list[dict[str, Any]] | None:
-    """``run_one`` for several seeds of one configuration trained in lockstep: their result
-    columns (each row's ``seconds`` the group's CPU seconds divided among its runs), or None
-    when training raised (the caller then runs each seed alone, so that a failing run is
-    its own row with its own error)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    start = time.process_time()
-    try:
-        outs = train_and_evaluate_seeds(config, seeds, env_id, total_timesteps, n_eval_episodes)
-    except Exception:  # noqa: BLE001 - rerun seed by seed: each error in its own row
-        return None
-    finally:
-        torch.set_num_threads(threads)
-    seconds = (time.process_time() - start) / len(seeds)
-    return [{column: dict(out, error=None, seconds=seconds).get(column)
-             for column in RESULT_COLUMNS} for out in outs]
 
 
 def one_thread() -> None:
@@ -295,46 +261,6 @@ def run_local(tasks, trainer, finish, progress) -> None:
         progress.update(1)
 
 
-def run_local_lockstep(tasks, trainer, finish, progress) -> None:
-    """As ``run_local``, each grid point's seeds trained together (``ppo_lib.lockstep``)
-    where the configuration allows it; the rows are the same."""
-    from .lockstep import supports_lockstep
-
-    for group in same_config_groups(tasks):
-        _, config, _, env_id, total_timesteps, n_eval = group[0]
-        results = None
-        if len(group) > 1 and supports_lockstep(config, env_id):
-            results = run_seeds_together(config, [task[2] for task in group], env_id,
-                                         total_timesteps, n_eval)
-        if results is None:
-            run_local(group, trainer, finish, progress)
-            continue
-        for task, result in zip(group, results):
-            finish(task[0], result)
-            progress.update(1)
-
-
-def same_config_groups(tasks) -> list[list[tuple]]:
-    """Consecutive tasks of one configuration (PPO arguments, env, budget, evaluation), in
-    order: a grid point's seeds."""
-    groups: list[list[tuple]] = []
-    for task in tasks:
-        if groups and _same_run_settings(groups[-1][0], task):
-            groups[-1].append(task)
-        else:
-            groups.append([task])
-    return groups
-
-
-def _same_run_settings(a: tuple, b: tuple) -> bool:
-    """Two tasks (index, config, seed, env_id, total_timesteps, n_eval) that differ at
-    most in their seed."""
-    try:
-        return a[1] == b[1] and a[3:] == b[3:]
-    except Exception:  # noqa: BLE001 - arguments that cannot be compared: run apart
-        return False
-
-
 def run_processes(tasks, trainer, finish, progress, lockstep: bool = False) -> None:
     """All local cores: one spawned worker process per core, one torch thread each.
     ``lockstep``: a grid point's seeds are one task, trained together (``run_group``).
@@ -342,6 +268,8 @@ def run_processes(tasks, trainer, finish, progress, lockstep: bool = False) -> N
     Ctrl-C cancels the runs not started; the runs under way finish and are kept (a second
     Ctrl-C drops them). A Ctrl-C that also reached the workers (a terminal's) ends them too.
     """
+    from .grid_lockstep import outcomes, run_group, same_config_groups, split_for_workers
+
     units = same_config_groups(tasks) if lockstep else [[task] for task in tasks]
     units = split_for_workers(units, os.cpu_count() or 1)
     workers = max(1, min(os.cpu_count() or 1, len(units)))
@@ -368,41 +296,6 @@ def run_processes(tasks, trainer, finish, progress, lockstep: bool = False) -> N
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-
-
-def split_for_workers(units: list[list[tuple]], workers: int) -> list[list[tuple]]:
-    """Fewer tasks than workers (a grid of few points, many seeds): the largest halved until
-    every worker has one (two half-groups in lockstep on two cores beat one whole group)."""
-    units = list(units)
-    while len(units) < workers and max(len(unit) for unit in units) > 1:
-        largest = max(range(len(units)), key=lambda i: len(units[i]))
-        unit = units.pop(largest)
-        units[largest:largest] = [unit[:len(unit) // 2], unit[len(unit) // 2:]]
-    return units
-
-
-def run_group(trainer, group) -> list[dict[str, Any]]:
-    """Tasks of one configuration (a grid point's seeds, or one task) -> each run's result
-    columns: in lockstep when they are several runs of the default trainer and the
-    configuration allows it, else ``run_one`` each."""
-    from .lockstep import supports_lockstep
-
-    _, config, _, env_id, total_timesteps, n_eval = group[0]
-    results = None
-    if len(group) > 1 and trainer is train_and_evaluate and supports_lockstep(config, env_id):
-        results = run_seeds_together(config, [task[2] for task in group], env_id,
-                                     total_timesteps, n_eval)
-    if results is None:
-        results = [run_one(trainer, config, seed, env_id, total_timesteps, n_eval)
-                   for _, config, seed, env_id, total_timesteps, n_eval in group]
-    return results
-
-
-def outcomes(future, runs: int) -> list[dict[str, Any]]:
-    """The result columns of a finished task's ``runs`` runs (``outcome``: a worker that
-    died gives each run a row with its error)."""
-    result = outcome(future)
-    return result if isinstance(result, list) else [result] * runs
 
 
 def outcome(future) -> dict[str, Any]:
@@ -473,6 +366,8 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
         def run(tasks, trainer, finish, progress):
             run_ray(tasks, trainer, finish, progress, address=address)
     elif engine == "local":
+        from .grid_lockstep import run_local_lockstep
+
         run = run_local_lockstep if lockstep and trainer is train_and_evaluate else run_local
     else:
         def run(tasks, trainer, finish, progress):

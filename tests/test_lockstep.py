@@ -214,7 +214,7 @@ def test_lesson_10_rows_of_the_results_file_in_lockstep():
 
 
 def test_a_few_grid_points_are_split_among_the_workers():
-    from ppo_lib.grid import split_for_workers
+    from ppo_lib.grid_lockstep import split_for_workers
 
     assert split_for_workers([[1, 2, 3, 4, 5]], 2) == [[1, 2], [3, 4, 5]]
     assert split_for_workers([[1], [2, 3]], 4) == [[1], [2], [3]]
