@@ -225,7 +225,7 @@ def test_grouped_cartpoles_step_as_each_seed_alone_through_time_limits():
     """The vectorised CartPole of K seeds (one env of K x n carts) against each seed's own
     CartPoleVecEnv: a pole-balancing rule keeps carts up past the 500-step time limit, so
     truncations, same-step resets and final_obs all happen; then the state handed back."""
-    from ppo_lib.lockstep import SeedEnvs
+    from ppo_lib.seed_envs import SeedEnvs
     from ppo_lib.vector_cartpole import CartPoleVecEnv
 
     config = dict(n_envs=4, n_steps=8, batch_size=32, vectorization_mode="vector_entry_point")
