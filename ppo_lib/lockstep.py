@@ -323,7 +323,7 @@ class Lockstep:
                 logged.append(torch.stack([policy, value, -entropy, clipped], 1))
                 if epoch == first.n_epochs - 1:  # approx_kl, as ppo_lib.kl
                     kls.append(approx_kl(log_ratio))
-                self.net.step(first.max_grad_norm, learning_rate)
+                self.net.step(first.max_grad_norm)
             for model in models:
                 model.n_updates += 1
         rows = []

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .distributions import LOG_SQRT_2PI, gaussian_entropy
-from .fastpath import ACTIVATIONS, LeanAdam
+from .fastpath import ACTIVATIONS, adam_step, norms
 from .policies import GaussianActorCritic
 
 ALIGN = 16        # floats: 64 bytes, the boundary each seed's operands start at
@@ -197,7 +197,7 @@ class SeedPolicy:
             total += -(-p.numel() // ALIGN) * ALIGN
         self.flat, self.grad, exp_avg, exp_avg_sq = (aligned_empty(self.K, total).zero_()
                                                      for _ in range(4))
-        steps = torch.zeros(self.K, len(offsets))
+        self.steps = torch.zeros(self.K, len(offsets))  # Adam's per parameter, as torch's
         with torch.no_grad():
             for k, model in enumerate(models):
                 state = model.optimizer.state
@@ -205,20 +205,15 @@ class SeedPolicy:
                     view = self.flat[k, o:o + p.numel()].view_as(p)
                     view.copy_(p.detach())
                     p.data, p.grad = view, self.grad[k, o:o + p.numel()].view_as(p)
-                    state[p] = {"step": steps[k, j],
+                    state[p] = {"step": self.steps[k, j],
                                 "exp_avg": exp_avg[k, o:o + p.numel()].view_as(p),
                                 "exp_avg_sq": exp_avg_sq[k, o:o + p.numel()].view_as(p)}
                 model.optimizer._lists = None
                 model._gradient_step = None
-        # Adam over the K rows, its state the models' (param 0's step count; the others follow)
-        group = first.optimizer.param_groups[0]
-        self.adam = LeanAdam(list(self.flat), lr=group["lr"], betas=group["betas"],
-                             eps=group["eps"])
-        for k, row in enumerate(self.adam.param_groups[0]["params"]):
-            row.grad = self.grad[k]
-            self.adam.state[row] = {"step": steps[k, 0], "exp_avg": exp_avg[k],
-                                    "exp_avg_sq": exp_avg_sq[k]}
-        self.other_steps = steps[:, 1:]
+        self.group = first.optimizer.param_groups[0]  # lr, betas, eps (lr set by the trainer)
+        # fastpath.adam_step's lists: each seed's row, and its first parameter's step count
+        self.rows = (list(self.flat), list(self.grad), list(exp_avg), list(exp_avg_sq),
+                     list(self.steps[:, 0]))
         index = {id(p): o for p, o in zip(params[0], offsets)}
         policies = [m.policy for m in models]
         ex = [p.mlp_extractor for p in policies]
@@ -281,7 +276,7 @@ class SeedPolicy:
         return total, policy, value, entropy, log_ratio, ratio
 
     @torch.no_grad()
-    def step(self, max_grad_norm: float, learning_rate: float) -> None:
+    def step(self, max_grad_norm: float) -> None:
         """Backward pass of the last ``loss``, gradient-norm clip and one Adam step for the K
         seeds (``fastpath.MlpGradientStep.step``)."""
         (saved_shared, saved_pi, saved_vf), grad_head, grad_log_std, grad_values = self._saved
@@ -295,11 +290,10 @@ class SeedPolicy:
             backward_layers(self.shared, saved_shared, d_pi + d_vf, False)
         # clip_grad_norm_: scale by min(1, max_norm / (||g|| + 1e-6)), ||g|| of each seed's
         # row (vector_norm of the lone run's flat buffer)
-        norm = torch.stack([torch.linalg.vector_norm(row) for row in self.grad])
+        norm = norms(self.rows[1])
         self.grad.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0).unsqueeze(1))
-        self.other_steps.add_(1)
-        self.adam.param_groups[0]["lr"] = learning_rate
-        self.adam.step()
+        self.steps.add_(1)
+        adam_step(*self.rows, self.group)
 
 
 # --- the loss and its gradient at the heads, K seeds (ppo_lib.gradients, op for op) -------
