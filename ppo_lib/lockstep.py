@@ -173,6 +173,9 @@ def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
         Lockstep(models, generators).learn(total_timesteps, progress_bar)
         for model, generator in zip(models, generators):
             model.lockstep_rng_state = generator.get_state()
+            # each model's parameters and Adam state into buffers of its own (the same
+            # values), as a lone run holds them: the K seeds' buffers can go
+            model._gradient_step = fast_gradient_step(model.policy, model.optimizer)
     finally:
         torch.set_num_threads(threads)
     return models

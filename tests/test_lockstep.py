@@ -253,3 +253,13 @@ def test_grouped_cartpoles_step_as_each_seed_alone_through_time_limits():
     envs.hand_back()
     for model, a in zip(models, alone):
         assert same(model.env.get_state(), a.get_state())
+
+
+def test_a_trained_model_saves_and_loads_as_its_lone_run(tmp_path):
+    model = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512)[1]
+    lone = PPO("MlpPolicy", "CartPole-v1", seed=1, **HEALTHY).learn(512)
+    assert model.policy.mlp_extractor.policy_net[0].weight.untyped_storage().nbytes() == \
+        lone.policy.mlp_extractor.policy_net[0].weight.untyped_storage().nbytes()  # its own
+    mine, theirs = PPO.load(model.save(tmp_path / "mine")), PPO.load(lone.save(tmp_path / "lone"))
+    assert same(mine.policy.state_dict(), theirs.policy.state_dict())
+    assert same(mine.optimizer.state_dict(), theirs.optimizer.state_dict())
