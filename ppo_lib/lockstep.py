@@ -193,10 +193,10 @@ class Lockstep:
     trained together; ``generators[k]`` holds the torch random state seed k's lone run has
     at the start of ``learn``.
 
-    The parameters, their gradients and Adam's state of all K live in (K, total) buffers, row
-    k laid out as ``ppo_lib.fastpath`` lays out a lone model's (each parameter at a 64-byte
-    boundary); each model's parameters, .grad and optimizer state are views of row k, so
-    the models always hold their current state.
+    The network (``seed_batch.SeedPolicy``) holds the K models' parameters, gradients and
+    Adam state in one buffer, and the rollout is one (K, T, N, ...) buffer; each model's
+    parameters, optimizer state and Rollout are views of its row, so the models always hold
+    their current state.
     """
 
     def __init__(self, models: list, generators: list[torch.Generator]):
