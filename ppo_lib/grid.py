@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -338,10 +339,10 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
     values plain numbers, strings, bools or None for that) are not run again. Ctrl-C stops the sweep and returns the
     finished rows, with a warning. ``trainer(config, seed, env_id, total_timesteps,
     n_eval_episodes) -> dict`` replaces ``train_and_evaluate`` (module-level, so worker
-    processes can import it). ``lockstep``: with engine "local" and the default trainer,
-    with engines "local" and "processes" and the default trainer, train each grid point's
-    seeds together (``ppo_lib.lockstep``: the same rows, faster; on "processes" a grid
-    point is then one task); the "ray" engine runs one task per run either way.
+    processes can import it). ``lockstep``: with engines "local" and "processes" and the
+    default trainer, train each grid point's seeds together (``ppo_lib.lockstep``: the same
+    rows, faster; on "processes" a grid point is then one task); the "ray" engine runs one
+    task per run either way.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -370,9 +371,7 @@ def run_grid(base_config: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
 
         run = run_local_lockstep if lockstep and trainer is train_and_evaluate else run_local
     else:
-        def run(tasks, trainer, finish, progress):
-            run_processes(tasks, trainer, finish, progress,
-                          lockstep=lockstep and trainer is train_and_evaluate)
+        run = partial(run_processes, lockstep=lockstep and trainer is train_and_evaluate)
     with tqdm(total=len(tasks), desc="runs", disable=not progress_bar) as progress:
         try:
             run(tasks, trainer, finished.finish, progress)
