@@ -181,11 +181,16 @@ def interrupt_after_the_first_trial(study, all_done, n_trials, progress_bar):
     raise KeyboardInterrupt
 
 
-def test_ctrl_c_ends_the_worker_processes_and_returns_the_study_in_memory(monkeypatch):
+def test_ctrl_c_ends_the_worker_processes_and_returns_the_study_in_memory(monkeypatch,
+                                                                          tmp_path):
     """Without a storage the workers share a temporary journal file; after a Ctrl-C the
-    workers are gone, their unfinished trials FAIL and the study is copied into memory."""
+    workers are gone, their unfinished trials FAIL and the study is copied into memory.
+    (The temporary folder goes to a private tempdir: other jobs on the machine may have
+    their own ppo_optimize_* folders in the system's.)"""
     monkeypatch.setattr(engines, "follow", interrupt_after_the_first_trial)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     temporary = set(Path(tempfile.gettempdir()).glob("ppo_optimize_*"))
+    assert temporary == set()
     with pytest.warns(UserWarning, match="interrupted"):
         study = optimize(BASE, n_trials=20, sampler_fn=small_space, engine="processes",
                          n_workers=2, **SMALL)
