@@ -1,0 +1,180 @@
+"""One layer of K seeds' MLPs, and the layouts and elementwise operations that give each
+seed's slice its lone run's bits (``ppo_lib.seed_batch``; the rules are in its docstring).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .fastpath import ACTIVATIONS
+
+ALIGN = 16        # floats: 64 bytes, the boundary each seed's operands start at
+BMM_SMALL = 400   # multiply-adds below which torch's bmm runs a loop of its own, which
+#                   rounds unlike addmm (a (3, 64) x (64, 2) head): those run per seed
+VECTOR_RUN = 32   # elements torch's elementwise kernels take per vector step (2 x 16 floats)
+
+
+# --- layouts and elementwise operations, exact per seed -------------------------------------
+def aligned_empty(*shape: int) -> Tensor:
+    """An uninitialised tensor of ``shape`` starting at a 64-byte boundary."""
+    numel = int(np.prod(shape))
+    raw = torch.empty(numel + ALIGN)
+    shift = (-raw.data_ptr() % (4 * ALIGN)) // 4
+    return raw[shift:shift + numel].view(*shape)
+
+
+def _aligned(x: Tensor) -> bool:
+    return x.data_ptr() % (4 * ALIGN) == 0
+
+
+def seed_aligned(x: Tensor) -> Tensor:
+    """x (K, ...) with every seed's slice contiguous from a 64-byte boundary, as the lone run's
+    fresh tensors are: x itself, or a copy whose slices are padded to multiples of 16."""
+    per_seed = x[0].numel()
+    if _aligned(x) and x.is_contiguous() and per_seed % ALIGN == 0:
+        return x
+    stride = -(-per_seed // ALIGN) * ALIGN
+    out = aligned_empty(x.shape[0], stride)[:, :per_seed].view(x.shape)
+    out.copy_(x)
+    return out
+
+
+def _aligned_copy(x: Tensor) -> Tensor:
+    """x, or a copy contiguous from a 64-byte boundary (as the lone run's tensors are)."""
+    if _aligned(x) and x.is_contiguous():
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def rowwise(fn, x: Tensor) -> Tensor:
+    """``fn`` (an elementwise exp or log) of x (K, ...), each seed's slice split into vector
+    steps and rest as the lone tensor is: batched when each slice is whole vector steps,
+    else the slices go into rows one element apart, which torch loops over row by row."""
+    K = x.shape[0]
+    flat = x.reshape(K, -1)
+    if flat.is_contiguous() and flat.shape[1] % VECTOR_RUN == 0:
+        return fn(x)
+    apart = torch.empty(K, flat.shape[1] + 1)[:, :flat.shape[1]]
+    apart.copy_(flat)
+    return fn(apart).reshape(x.shape)
+
+
+def logsumexp(x: Tensor) -> Tensor:
+    """``torch.logsumexp(x, -1)`` as torch's CPU kernel computes it (max, exp of the
+    difference, sum, log, add the max back), its exp and log seed by seed (``rowwise``)."""
+    maxes = torch.amax(x, -1, keepdim=True)
+    maxes = maxes.masked_fill(maxes.abs() == float("inf"), 0)
+    total = rowwise(torch.exp, x - maxes).sum(-1)
+    return rowwise(torch.log, total) + maxes.squeeze(-1)
+
+
+# --- one layer of K seeds -------------------------------------------------------------------
+class Layer:
+    """One Linear (+ activation) of the K seeds: weight (K, out, in) and bias (K, out), and
+    their gradients, as views of the flat (K, total) buffers."""
+
+    def __init__(self, linears: list[nn.Linear], activation, offsets, flat, grad):
+        self.linears = linears
+        self.act, self.act_backward = activation
+        self.out_features, self.in_features = linears[0].weight.shape
+        w_off, b_off = offsets
+        out, inp = self.out_features, self.in_features
+        self.weight = flat[:, w_off:w_off + out * inp].view(-1, out, inp)
+        self.bias = flat[:, b_off:b_off + out]
+        self.weight_grad = grad[:, w_off:w_off + out * inp].view(-1, out, inp)
+        self.bias_grad = grad[:, b_off:b_off + out]
+        # baddbmm rounds a one-output layer's forward unlike addmm (a dot product per row):
+        # that runs per seed; its backward, d^T x and an outer product d W, is batched
+        self.per_seed = out == 1
+        # Elsewhere baddbmm / bmm give each seed addmm / mm's bits on the CPUs we measured;
+        # on others they may not: the first call of each shape compares the two and keeps
+        # the per-seed products where they differ ({(kind, batch, ...): batched is exact})
+        self.exact: dict[tuple, bool] = {}
+
+    def small(self, batch: int) -> bool:
+        """Whether this layer's products for a batch are under BMM_SMALL multiply-adds."""
+        return batch * self.in_features * self.out_features < BMM_SMALL
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y = act(x W^T + b) for each seed: x (K, B, in) -> (K, B, out)."""
+        def alone():
+            return torch.stack([torch.addmm(lin.bias, _aligned_copy(x[k]), lin.weight.t())
+                                for k, lin in enumerate(self.linears)])
+        key = ("forward", x.shape[1])
+        if self.per_seed or self.small(x.shape[1]) or self.exact.get(key) is False:
+            y = alone()
+        else:
+            y = torch.baddbmm(self.bias.unsqueeze(1), seed_aligned(x),
+                              self.weight.transpose(1, 2))
+            if key not in self.exact:  # this CPU's kernels: checked once per shape
+                reference = alone()
+                self.exact[key] = torch.equal(y, reference)
+                y = reference
+        return y if self.act is None else self.act(y)
+
+    def backward(self, x: Tensor, y: Tensor, grad: Tensor, input_grad: bool) -> Tensor | None:
+        """From dL/dy (K, B, out): .grad of W and b (in place), and dL/dx if ``input_grad``.
+
+            d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
+        """
+        if self.act_backward is not None:
+            grad = self.act_backward(grad, y)
+
+        def alone():  # each seed as the lone run: dW into its .grad, and dx
+            for k, lin in enumerate(self.linears):
+                torch.mm(_aligned_copy(grad[k]).t(), _aligned_copy(x[k]), out=lin.weight.grad)
+            return torch.stack([_aligned_copy(grad[k]).mm(lin.weight)
+                                for k, lin in enumerate(self.linears)]) if input_grad else None
+        key = ("backward", x.shape[1], input_grad)
+        if self.small(x.shape[1]) or self.exact.get(key) is False:
+            dx = alone()
+        else:
+            grad_aligned = seed_aligned(grad)
+            torch.bmm(grad_aligned.transpose(1, 2), seed_aligned(x), out=self.weight_grad)
+            dx = torch.bmm(grad_aligned, self.weight) if input_grad else None
+            if key not in self.exact:  # this CPU's kernels: checked once per shape
+                batched_dw = self.weight_grad.clone()
+                reference = alone()
+                self.exact[key] = torch.equal(batched_dw, self.weight_grad) and (
+                    dx is None or torch.equal(dx, reference))
+                dx = reference
+        torch.sum(grad, 1, out=self.bias_grad)
+        return dx
+
+
+def seed_layers(modules_per_seed: list[list[nn.Module]], index: dict, flat: Tensor,
+                grad: Tensor) -> list[Layer]:
+    """The K seeds' copies of one mlp() (plus a head) as Layers; ``index``: a parameter's
+    id -> its offset in a row of ``flat``."""
+    layers = []
+    first = modules_per_seed[0]
+    for i, module in enumerate(first):
+        if type(module) is nn.Linear:
+            linears = [modules[i] for modules in modules_per_seed]
+            activation = (None, None)
+            if i + 1 < len(first) and type(first[i + 1]) in ACTIVATIONS:
+                activation = ACTIVATIONS[type(first[i + 1])]
+            offsets = (index[id(module.weight)], index[id(module.bias)])
+            layers.append(Layer(linears, activation, offsets, flat, grad))
+    return layers
+
+
+def run_layers(layers: list[Layer], x: Tensor, saved: list | None = None) -> Tensor:
+    """The layers applied to x, each layer's (input, output) appended to ``saved``."""
+    for layer in layers:
+        y = layer.forward(x)
+        if saved is not None:
+            saved.append((x, y))
+        x = y
+    return x
+
+
+def backward_layers(layers: list[Layer], saved: list, grad: Tensor, need_input_grad: bool):
+    """``fastpath._backward`` for K seeds: dL/d(output) -> .grad of each layer (in place),
+    dL/d(input) when ``need_input_grad`` or there are layers below."""
+    for i in range(len(layers) - 1, -1, -1):
+        x, y = saved[i]
+        grad = layers[i].backward(x, y, grad, i > 0 or need_input_grad)
+    return grad
