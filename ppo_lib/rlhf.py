@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .losses import clipped_surrogate_loss
 from .validation import check_in_range, check_same_shape, check_tensor
 
 
@@ -94,3 +95,29 @@ def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
                          f"{tuple(logits.shape)} and tokens {tuple(tokens.shape)}")
     return torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
+
+
+def grpo_loss(logprobs: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor,
+              advantages: Tensor, clip_range: float, beta: float) -> Tensor:
+    """GRPO's loss for completions of one length (lesson 11, eq. 11.6): PPO's clipped loss on
+    every token, each token carrying its completion's advantage, plus beta times the k3 KL to
+    the reference as a loss term (not a reward):
+
+        loss = -mean_{i,t} min(r_{i,t} A_i, clip(r_{i,t}, 1 - eps, 1 + eps) A_i)
+               + beta * mean_{i,t} k3_{i,t}
+
+    ``logprobs``, ``old_logprobs``, ``ref_logprobs`` (B, T); ``advantages`` (B,). With every
+    completion T tokens long this is TRL's ``loss_type="grpo"`` (mean over a completion's
+    tokens, then over completions).
+    """
+    check_same_shape(logprobs=logprobs, old_logprobs=old_logprobs, ref_logprobs=ref_logprobs)
+    check_tensor("advantages", advantages)
+    if advantages.shape != logprobs.shape[:1]:
+        raise ValueError(f"advantages must be (B,), one per completion, got shape "
+                         f"{tuple(advantages.shape)} for logprobs of shape "
+                         f"{tuple(logprobs.shape)}")
+    check_in_range("beta", beta, 0.0, float("inf"))
+    ratio = torch.exp(logprobs - old_logprobs)
+    token_advantages = advantages.unsqueeze(1).expand_as(ratio)
+    return (clipped_surrogate_loss(ratio, token_advantages, clip_range)
+            + beta * per_token_kl(logprobs, ref_logprobs).mean())
