@@ -27,7 +27,8 @@ def bradley_terry_loss(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Tens
     TRL's RewardTrainer computes the same (``-logsigmoid(chosen - rejected).mean()``).
     """
     check_same_shape(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
-    # logsigmoid, not log(sigmoid(.)): sigmoid rounds to 0 for margins below about -17.
+    # logsigmoid, not log(sigmoid(.)): in float32 sigmoid rounds to 0 below about -88 and
+    # the log gives -inf; logsigmoid stays finite (a badly wrong pair must still teach).
     return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
 
 
@@ -107,8 +108,9 @@ def grpo_loss(logprobs: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor,
                + beta * mean_{i,t} k3_{i,t}
 
     ``logprobs``, ``old_logprobs``, ``ref_logprobs`` (B, T); ``advantages`` (B,). With every
-    completion T tokens long this is TRL's ``loss_type="grpo"`` (mean over a completion's
-    tokens, then over completions).
+    completion T tokens long this is TRL's ``loss_type="grpo"`` (and "bnpo", "dapo",
+    "dr_grpo") with ``use_bias_correction_kl=False``; TRL's default since 1.10 multiplies k3
+    by the ratio, the same value on-policy, a different gradient (tests/test_trl_parity.py).
     """
     check_same_shape(logprobs=logprobs, old_logprobs=old_logprobs, ref_logprobs=ref_logprobs)
     check_tensor("advantages", advantages)
