@@ -55,7 +55,7 @@ def kl_penalized_rewards(scores: Tensor, logprobs: Tensor, ref_logprobs: Tensor,
 
 
 def group_relative_advantages(rewards: Tensor, eps: float = 1e-4) -> Tensor:
-    """GRPO's advantages (lesson 11, eq. 11.4): each completion's reward standardised within
+    """GRPO's advantages (lesson 11, eq. 11.3): each completion's reward standardised within
     its own group, the G completions of one prompt.
 
         A_{i,j} = (R_{i,j} - mean_j R_{i,j}) / (std_j R_{i,j} + eps)
@@ -76,7 +76,7 @@ def group_relative_advantages(rewards: Tensor, eps: float = 1e-4) -> Tensor:
 
 def per_token_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
     """k3 estimate of KL(pi_theta || pi_ref) per token, from tokens sampled by pi_theta
-    (GRPO's KL term; lesson 11, eq. 11.5). The estimator of lesson 03's ``approx_kl``, with the
+    (GRPO's KL term; lesson 11, eq. 11.4). The estimator of lesson 03's ``approx_kl``, with the
     log-ratio taken the other way (reference over policy):
 
         k3_t = exp(log pi_ref - log pi_theta) - (log pi_ref - log pi_theta) - 1   >= 0
@@ -100,7 +100,7 @@ def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
 
 def grpo_loss(logprobs: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor,
               advantages: Tensor, clip_range: float, beta: float) -> Tensor:
-    """GRPO's loss for completions of one length (lesson 11, eq. 11.6): PPO's clipped loss on
+    """GRPO's loss for completions of one length (lesson 11, eq. 11.5): PPO's clipped loss on
     every token, each token carrying its completion's advantage, plus beta times the k3 KL to
     the reference as a loss term (not a reward):
 

@@ -32,7 +32,7 @@ LAB = PACKAGE / "lab"
 FASTPATH = PACKAGE / "fastpath.py"
 MAX_LINES = 400
 
-MATHS = ["returns", "losses", "kl", "distributions", "diagnostics", "trpo", "vpg"]
+MATHS = ["returns", "losses", "kl", "distributions", "diagnostics", "trpo", "vpg", "rlhf"]
 HEAVY = ["gymnasium", "matplotlib", "ipywidgets", "stable_baselines3", "IPython"]
 LAB_ONLY = ("matplotlib", "ipywidgets", "stable_baselines3")
 
