@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .validation import check_positive_int
+from .validation import check_in_range, check_positive_int, check_tensor
 
 NOUNS = ("movie", "food", "music", "plot", "staff", "room")
 POSITIVE = ("good", "great", "nice", "fun")
@@ -184,6 +184,15 @@ class TinyLM(nn.Module):
             nn.init.zeros_(module.bias)
 
     def hidden(self, tokens: Tensor) -> Tensor:
+        check_tensor("tokens", tokens)
+        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"tokens must be integer token ids of shape (B, T), got shape "
+                             f"{tuple(tokens.shape)} and dtype {tokens.dtype}")
+        V = self.config.vocab_size
+        if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < V):
+            raise ValueError(f"tokens must be ids in [0, {self.config.vocab_size - 1}] "
+                             f"(vocab_size={self.config.vocab_size}), got ids from "
+                             f"{int(tokens.min())} to {int(tokens.max())}")
         T = tokens.shape[1]
         if T > self.config.block_size:
             raise ValueError(f"tokens has {T} positions, more than block_size="
@@ -275,6 +284,11 @@ def generate(model: TinyLM, prompts: Tensor, n_tokens: int, generator: torch.Gen
     (B, n_tokens): the sampled tokens and log pi(token | everything before it) under
     ``model`` at ``temperature``, the log-probabilities PPO's ratio starts from."""
     check_positive_int("n_tokens", n_tokens)
+    check_in_range("temperature", temperature, 0.0, float("inf"), low_open=True)
+    check_tensor("prompts", prompts)
+    if prompts.dim() != 2 or prompts.shape[1] == 0:
+        raise ValueError(f"prompts must be (B, P) token ids with P >= 1, got shape "
+                         f"{tuple(prompts.shape)}")
     tokens = prompts
     logprobs = []
     for _ in range(n_tokens):

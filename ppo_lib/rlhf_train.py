@@ -25,7 +25,7 @@ from .lm import (NOUNS, TOKEN, ScalarHead, TinyLM, WordRewardModel, completion_l
                  is_grammatical, sentiment)
 from .losses import clipped_surrogate_loss, value_loss
 from .returns import gae
-from .validation import check_in_range, check_positive_int
+from .validation import check_in_range, check_positive_int, check_same_shape
 
 PROMPT_STATE = 3  # a completion of "the NOUN was" starts where the grammar expects an adjective
 
@@ -57,6 +57,7 @@ def preference_pairs(lm: TinyLM, n_pairs: int, n_tokens: int = 10, seed: int = 0
     ``(chosen, rejected)``, each (n_pairs, 3 + n_tokens) (prompt and completion). Ties are
     dropped, as annotators skip pairs they cannot tell apart."""
     check_positive_int("n_pairs", n_pairs)
+    check_positive_int("n_tokens", n_tokens)
     generator = torch.Generator().manual_seed(seed)
     chosen, rejected = [], []
     while sum(len(c) for c in chosen) < n_pairs:
@@ -80,6 +81,11 @@ def train_reward_model(chosen: Tensor, rejected: Tensor, steps: int = 300,
     annotator prefers ``chosen`` (``loss_fn``, Bradley-Terry by default). Returns the model
     (frozen) and the loss of every step."""
     check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
+    check_same_shape(chosen=chosen, rejected=rejected)
+    if chosen.dim() != 2 or len(chosen) == 0:
+        raise ValueError(f"chosen and rejected must be (n_pairs, T) token ids with n_pairs >= 1, "
+                         f"got shape {tuple(chosen.shape)}")
     torch.manual_seed(seed)
     model = WordRewardModel()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -123,6 +129,11 @@ class RLConfig:
         check_in_range("clip_range", self.clip_range, 0.0, 1.0, low_open=True, high_open=True)
         check_in_range("kl_coef", self.kl_coef, 0.0, float("inf"))
         check_in_range("beta", self.beta, 0.0, float("inf"))
+        for name in ("learning_rate", "clip_range_vf", "max_grad_norm", "temperature"):
+            check_in_range(name, getattr(self, name), 0.0, float("inf"), low_open=True)
+        check_in_range("vf_coef", self.vf_coef, 0.0, float("inf"))
+        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         if self.n_completions % self.group_size:
             raise ValueError(f"n_completions={self.n_completions} must be a multiple of "
                              f"group_size={self.group_size}")
@@ -168,6 +179,13 @@ def _record(history: dict, rollout: Rollout, start: float) -> None:
     history["seconds"].append(time.perf_counter() - start)
 
 
+def _check_fits(lm: TinyLM, config: RLConfig) -> None:
+    block_size = lm.config.block_size
+    if 3 + config.n_tokens > block_size:
+        raise ValueError(f"n_tokens={config.n_tokens} does not fit: the prompt (3 tokens) plus "
+                         f"the completion must be at most the model's block_size={block_size}")
+
+
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor, params: list, max_norm: float):
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -194,6 +212,7 @@ def train_ppo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | None
     (reward-model score, KL to the reference per completion, the annotator's sentiment,
     the grammatical share, seconds)."""
     config = config or RLConfig()
+    _check_fits(lm, config)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy, ref = copy.deepcopy(lm).train(), lm.eval()
@@ -239,6 +258,10 @@ def train_grpo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | Non
     minibatch steps on ``rlhf.grpo_loss``: the clipped loss per token plus beta * k3 KL to
     the reference. Returns the policy and the history, as ``train_ppo``."""
     config = config or RLConfig()
+    _check_fits(lm, config)
+    if config.group_size < 2:
+        raise ValueError(f"group_size={config.group_size}: GRPO standardises scores within a "
+                         f"group, so group_size must be at least 2")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy, ref = copy.deepcopy(lm).train(), lm.eval()
