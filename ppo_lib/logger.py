@@ -74,9 +74,11 @@ def rollout_row(env) -> dict[str, float]:
 def train_row(logged, kls, last_loss, rollout, policy, n_updates, learning_rate, clip_range,
               clip_range_vf) -> dict[str, float]:
     """SB3's train keys for one update. ``logged``: per minibatch a tensor (policy loss,
-    value loss, -entropy, clip fraction); ``kls``: the last epoch's approx_kl tensors.
-    Converted to Python floats here, once per update."""
-    pg_losses, value_losses, entropy_losses, clip_fractions = torch.stack(logged, 1).tolist()
+    value loss, -entropy, clip fraction), or those stacked as columns of one (4, M) tensor;
+    ``kls``: the last epoch's approx_kl tensors. Converted to Python floats here, once per
+    update."""
+    table = logged if isinstance(logged, torch.Tensor) else torch.stack(logged, 1)
+    pg_losses, value_losses, entropy_losses, clip_fractions = table.tolist()
     row = {
         "train/approx_kl": float(np.mean(torch.stack(kls).tolist())),
         "train/clip_fraction": float(np.mean(clip_fractions)),

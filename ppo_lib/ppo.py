@@ -29,6 +29,7 @@ from torch import nn
 from .callbacks import BaseCallback, as_callback
 from .envs import VecEnv, check_spaces, make_vec_env
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
+from .full_batch import full_batch_update
 from .diagnostics import clipped_share
 from .kl import adaptive_kl_coefficient, approx_kl, kl_penalty_loss
 from .logger import Logger, rollout_row, train_row
@@ -210,7 +211,8 @@ class PPO:
                 check_finite(self.rollout, self.num_timesteps, self.lr_schedule(1.0))
                 compute_advantages(self.rollout, self.gamma, self.gae_lambda, self.advantage_fn)
                 self._callback.on_rollout_end()
-                row = self.train(max(0.0, 1.0 - self.num_timesteps / total_timesteps))
+                progress = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
+                row = full_batch_update(self, progress) or self.train(progress)
                 elapsed = max(time.perf_counter() - start_time, 1e-9)
                 self.logger.record({**rollout_row(self.env),
                                     "time/fps": int((self.num_timesteps - start_steps) / elapsed),
