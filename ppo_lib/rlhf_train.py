@@ -28,6 +28,9 @@ from .returns import gae
 from .validation import check_in_range, check_positive_int, check_same_shape
 
 PROMPT_STATE = 3  # a completion of "the NOUN was" starts where the grammar expects an adjective
+MAX_PAIR_ROUNDS = 20  # preference_pairs gives up when that many rounds found too few untied pairs
+SAMPLES_KEPT = 4      # completions of each update kept in the history, to read as text
+HISTORY_KEYS = ("reward", "kl", "sentiment", "grammatical", "seconds", "samples")
 
 
 def prompts(n: int, generator: torch.Generator) -> Tensor:
@@ -60,7 +63,9 @@ def preference_pairs(lm: TinyLM, n_pairs: int, n_tokens: int = 10, seed: int = 0
     check_positive_int("n_tokens", n_tokens)
     generator = torch.Generator().manual_seed(seed)
     chosen, rejected = [], []
-    while sum(len(c) for c in chosen) < n_pairs:
+    for _round in range(MAX_PAIR_ROUNDS):
+        if sum(len(c) for c in chosen) >= n_pairs:
+            break
         p = prompts(2 * n_pairs, generator)
         completions, _ = generate(lm, p, n_tokens, generator)
         a, b = completions[:n_pairs], completions[n_pairs:]
@@ -70,6 +75,11 @@ def preference_pairs(lm: TinyLM, n_pairs: int, n_tokens: int = 10, seed: int = 0
         second = torch.where((sa > sb)[:, None], b, a)[keep]
         chosen.append(torch.cat([p[:n_pairs][keep], first], dim=1))
         rejected.append(torch.cat([p[:n_pairs][keep], second], dim=1))
+    found = sum(len(c) for c in chosen)
+    if found < n_pairs:  # e.g. an untrained lm: all its texts score -10, every pair is a tie
+        raise ValueError(f"lm gave only {found} untied pairs of the n_pairs={n_pairs} asked for "
+                         f"in {MAX_PAIR_ROUNDS} rounds of sampling: its completions are almost "
+                         f"all tied for the annotator (is it pre-trained?)")
     return torch.cat(chosen)[:n_pairs], torch.cat(rejected)[:n_pairs]
 
 
@@ -177,6 +187,8 @@ def _record(history: dict, rollout: Rollout, start: float) -> None:
     history["sentiment"].append(sentiment(rollout.completions).mean().item())
     history["grammatical"].append(grammatical(rollout.completions).mean().item())
     history["seconds"].append(time.perf_counter() - start)
+    history["samples"].append(torch.cat([rollout.prompts, rollout.completions],
+                                        dim=1)[:SAMPLES_KEPT].numpy())
 
 
 def _check_fits(lm: TinyLM, config: RLConfig) -> None:
@@ -210,7 +222,8 @@ def train_ppo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | None
     whitened, then n_epochs of minibatch steps on the clipped loss of ``ppo_lib.losses`` and
     the critic's clipped value loss. Returns the policy and the history of every update
     (reward-model score, KL to the reference per completion, the annotator's sentiment,
-    the grammatical share, seconds)."""
+    the grammatical share, seconds, and the first SAMPLES_KEPT prompts + completions as
+    token ids (n_updates, SAMPLES_KEPT, 3 + n_tokens))."""
     config = config or RLConfig()
     _check_fits(lm, config)
     torch.manual_seed(seed)
@@ -219,7 +232,7 @@ def train_ppo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | None
     critic = ScalarHead(lm).train()  # a value head on a copy of the pre-trained body
     params = list(policy.parameters()) + list(critic.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
-    history = {k: [] for k in ("reward", "kl", "sentiment", "grammatical", "seconds")}
+    history = {k: [] for k in HISTORY_KEYS}
     start = time.perf_counter()
     B, T, P = config.n_completions, config.n_tokens, 3
     for _ in _progress(config.n_updates, "PPO", progress):
@@ -267,7 +280,7 @@ def train_grpo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | Non
     policy, ref = copy.deepcopy(lm).train(), lm.eval()
     params = list(policy.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
-    history = {k: [] for k in ("reward", "kl", "sentiment", "grammatical", "seconds")}
+    history = {k: [] for k in HISTORY_KEYS}
     start = time.perf_counter()
     B, G = config.n_completions, config.group_size
     for _ in _progress(config.n_updates, "GRPO", progress):

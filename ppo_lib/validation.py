@@ -51,7 +51,7 @@ def check_same_shape(**tensors: Tensor) -> None:
         if tensors[name].shape != tensors[first].shape:
             raise ValueError(
                 f"{name} has shape {tuple(tensors[name].shape)} but {first} has shape "
-                f"{tuple(tensors[first].shape)}; they must match (time steps x envs)")
+                f"{tuple(tensors[first].shape)}; they must match")
 
 
 def check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,

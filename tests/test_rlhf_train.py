@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from ppo_lib import rlhf
-from ppo_lib.lm import (NEGATIVE, NOUNS, POSITIVE, TOKEN, TinyLM, encode, is_grammatical,
-                        pretrain)
-from ppo_lib.rlhf_train import (RLConfig, annotator_scores, grammatical, preference_pairs,
-                                prompts, train_grpo, train_ppo, train_reward_model)
+from ppo_lib.lm import (NEGATIVE, NOUNS, POSITIVE, TOKEN, TinyLM, decode, encode,
+                        is_grammatical, pretrain)
+from ppo_lib.rlhf_train import (SAMPLES_KEPT, RLConfig, annotator_scores, grammatical,
+                                preference_pairs, prompts, train_grpo, train_ppo,
+                                train_reward_model)
 
 torch.set_num_threads(1)
 
@@ -236,9 +237,13 @@ def test_training_is_deterministic_and_leaves_the_lm_alone(lesson, train):
     policy_a, a = train(lm, rm, config, seed=0)
     policy_b, b = train(lm, rm, config, seed=0)
     _, c = train(lm, rm, config, seed=1)
-    for key in ("reward", "kl", "sentiment", "grammatical"):
+    for key in ("reward", "kl", "sentiment", "grammatical", "samples"):
         assert np.array_equal(a[key], b[key]), key
     assert not np.array_equal(a["reward"], c["reward"])
+    # the samples kept to read: prompt + completion token ids of the first completions
+    assert a["samples"].shape == (3, SAMPLES_KEPT, 3 + config.n_tokens)
+    rows = a["samples"].reshape(-1, 3 + config.n_tokens)
+    assert all(decode(row[[0, 2]]) == "the was" for row in rows)
     for (name, p), q in zip(policy_a.state_dict().items(), policy_b.state_dict().values()):
         assert torch.equal(p, q), name
     assert not torch.equal(policy_a.lm_head.weight, lm.lm_head.weight)   # it learned
@@ -288,3 +293,10 @@ def test_a_sign_flipped_learner_function_lowers_the_reward(lesson, algorithm):
 def test_is_grammatical_agrees_with_grammatical():
     c = completions("good . the room was good . the food was", "good " * 9 + "good")
     assert [is_grammatical(row, 3) for row in c] == grammatical(c).bool().tolist()
+
+
+def test_preference_pairs_gives_up_on_an_lm_whose_pairs_all_tie():
+    """An untrained TinyLM writes no reviews: every pair is tied at -10 and dropped."""
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match=r"only \d untied pairs of the n_pairs=8 .*pre-trained"):
+        preference_pairs(TinyLM(), n_pairs=8, n_tokens=4)
