@@ -209,18 +209,18 @@ def _flat_copy(tensors: list[Tensor], offsets: list[int], total: int) -> Tensor:
     return buffer
 
 
-def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] | None:
-    """An ``mlp()``'s modules as [(linear, activation, activation_backward)], None if they
-    are anything else (another layer or activation, a Linear without bias, a hook)."""
+def _layers(modules: list[nn.Module]) -> list[tuple[Tensor, Tensor, object, object]] | None:
+    """An ``mlp()``'s modules as [(weight, bias, activation, activation_backward)], None if
+    they are anything else (another layer or activation, a Linear without bias, a hook)."""
     layers = []
     for i, module in enumerate(modules):
         if module._forward_hooks or module._forward_pre_hooks:
             return None
         if type(module) is nn.Linear and module.bias is not None:
-            layers.append((module, None, None))
-        elif type(module) in ACTIVATIONS and layers and layers[-1][1] is None \
+            layers.append((module.weight, module.bias, None, None))
+        elif type(module) in ACTIVATIONS and layers and layers[-1][2] is None \
                 and type(modules[i - 1]) is nn.Linear:
-            layers[-1] = (layers[-1][0], *ACTIVATIONS[type(module)])
+            layers[-1] = (*layers[-1][:2], *ACTIVATIONS[type(module)])
         else:
             return None
     return layers
@@ -228,8 +228,8 @@ def _layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, object, object]] 
 
 def _forward(layers, x: Tensor, saved: list) -> Tensor:
     """The layers applied to x, each layer's (input, output) appended to ``saved``."""
-    for linear, act, _ in layers:
-        y = torch.addmm(linear.bias, x, linear.weight.t())
+    for weight, bias, act, _ in layers:
+        y = torch.addmm(bias, x, weight.t())
         if act is not None:
             y = act(y)
         saved.append((x, y))
@@ -241,14 +241,14 @@ def _backward(layers, saved: list, grad: Tensor, need_input_grad: bool) -> Tenso
     """From dL/d(output) of the layers, their weights' and biases' .grad (written in
     place) -> dL/d(input) (only when ``need_input_grad`` or there are layers below)."""
     for i in range(len(layers) - 1, -1, -1):
-        linear, _, act_backward = layers[i]
+        weight, bias, _, act_backward = layers[i]
         x, y = saved[i]
         if act_backward is not None:
             grad = act_backward(grad, y)
-        torch.mm(grad.t(), x, out=linear.weight.grad)       # dL/dW = d^T x
-        torch.sum(grad, 0, out=linear.bias.grad)            # dL/db = sum_batch d
+        torch.mm(grad.t(), x, out=weight.grad)              # dL/dW = d^T x
+        torch.sum(grad, 0, out=bias.grad)                   # dL/db = sum_batch d
         if i > 0 or need_input_grad:
-            grad = grad.mm(linear.weight)                   # dL/dx = d W
+            grad = grad.mm(weight)                          # dL/dx = d W
     return grad
 
 
