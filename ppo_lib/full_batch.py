@@ -9,6 +9,7 @@ time done once:
     the flat minibatch (``minibatches``' views)         once per update, not per epoch
     the normalised advantages                           once per update, not per epoch
     the logged terms and clip fractions                 stacked once, at the end
+    the check for NaN / inf parameters                  one isfinite over all of them
 
 Every tensor operation of the step itself, every random draw and every logged number are
 ``PPO.train``'s, bit for bit (tests/test_speed_equality.py trains both ways). The clip
@@ -17,6 +18,8 @@ fractions of all minibatches are taken in one call.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -28,8 +31,12 @@ from .validation import check_finite_parameters, check_in_range
 
 def full_batch_update(model, progress_remaining: float = 1.0) -> dict[str, float] | None:
     """``model.train(progress_remaining)`` when the update is one written-out full-batch
-    step per epoch -> the row it logs; None (nothing done) otherwise: call ``train``."""
-    if (model.batch_size < model.rollout.rewards.numel() or not model.fast_path
+    step per epoch -> the row it logs; None (nothing done) otherwise: call ``train``
+    (also for a subclass that overrides ``train``)."""
+    from .ppo import PPO  # (ppo imports this module)
+
+    if (type(model).train is not PPO.train
+            or model.batch_size < model.rollout.rewards.numel() or not model.fast_path
             or model.loss_fn is not None or model.kl_penalty is not None):
         return None
     learning_rate, clip_range, clip_range_vf = model._scheduled(progress_remaining)
@@ -62,8 +69,10 @@ def full_batch_update(model, progress_remaining: float = 1.0) -> dict[str, float
         if stop:
             break
     last_loss = loss.item()
-    check_finite_parameters(model.policy, last_loss, model.n_updates, model.num_timesteps,
-                            learning_rate)
+    flat = torch.cat([p.reshape(-1) for p in model.policy.parameters()])
+    if not (math.isfinite(last_loss) and bool(torch.isfinite(flat).all())):  # one check
+        check_finite_parameters(model.policy, last_loss, model.n_updates,   # (its error)
+                                model.num_timesteps, learning_rate)
     with torch.no_grad():  # PPO.train's per-minibatch (policy, value, -entropy, clip share)
         shares = torch.mean((torch.abs(torch.stack(ratios) - 1) > clip_range).float(), 1)
         logged = torch.stack([torch.stack([t.policy for t in terms_seen]),

@@ -80,3 +80,24 @@ def test_full_batch_update_only_where_it_applies():
     assert full_batch_update(model) is None
     model.fast_path = True
     assert isinstance(full_batch_update(model), dict)
+
+
+def test_full_batch_update_reports_nan_parameters():
+    model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, n_epochs=2,
+                seed=0).learn(32)
+    with torch.no_grad():
+        model.policy.value_net.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN or inf in"):
+        full_batch_update(model)
+
+
+def test_a_subclass_train_still_runs():
+    class Counting(PPO):
+        calls = 0
+
+        def train(self, progress_remaining=1.0):
+            Counting.calls += 1
+            return super().train(progress_remaining)
+
+    Counting("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, seed=0).learn(64)
+    assert Counting.calls == 2
