@@ -26,7 +26,8 @@ def bradley_terry_loss(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Tens
     ``chosen_rewards[i]`` and ``rejected_rewards[i]`` are the scores of pair i, shape (B,).
     TRL's RewardTrainer computes the same (``-logsigmoid(chosen - rejected).mean()``).
     """
-    check_same_shape(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
+    check_same_shape("pairs", chosen_rewards=chosen_rewards,
+                     rejected_rewards=rejected_rewards)
     # logsigmoid, not log(sigmoid(.)): in float32 sigmoid rounds to 0 below about -88 and
     # the log gives -inf; logsigmoid stays finite (a badly wrong pair must still teach).
     return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
@@ -43,7 +44,7 @@ def kl_penalized_rewards(scores: Tensor, logprobs: Tensor, ref_logprobs: Tensor,
     ``ref_logprobs`` are (B, T) log-probabilities of the sampled tokens under the policy
     that sampled them and under the reference. TRL's PPOTrainer: ``kl_coef``, k1 estimator.
     """
-    check_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs)
+    check_same_shape("completions x tokens", logprobs=logprobs, ref_logprobs=ref_logprobs)
     check_tensor("scores", scores)
     if logprobs.dim() != 2 or scores.shape != logprobs.shape[:1]:
         raise ValueError(f"logprobs must be (B, T) and scores (B,), got logprobs of shape "
@@ -81,7 +82,7 @@ def per_token_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
 
         k3_t = exp(log pi_ref - log pi_theta) - (log pi_ref - log pi_theta) - 1   >= 0
     """
-    check_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs)
+    check_same_shape("completions x tokens", logprobs=logprobs, ref_logprobs=ref_logprobs)
     log_ratio = ref_logprobs - logprobs
     return torch.exp(log_ratio) - log_ratio - 1
 
@@ -112,7 +113,8 @@ def grpo_loss(logprobs: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor,
     "dr_grpo") with ``use_bias_correction_kl=False``; TRL's default since 1.10 multiplies k3
     by the ratio, the same value on-policy, a different gradient (tests/test_trl_parity.py).
     """
-    check_same_shape(logprobs=logprobs, old_logprobs=old_logprobs, ref_logprobs=ref_logprobs)
+    check_same_shape("completions x tokens", logprobs=logprobs, old_logprobs=old_logprobs,
+                     ref_logprobs=ref_logprobs)
     check_tensor("advantages", advantages)
     if advantages.shape != logprobs.shape[:1]:
         raise ValueError(f"advantages must be (B,), one per completion, got shape "

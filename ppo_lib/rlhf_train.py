@@ -92,7 +92,7 @@ def train_reward_model(chosen: Tensor, rejected: Tensor, steps: int = 300,
     (frozen) and the loss of every step."""
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
-    check_same_shape(chosen=chosen, rejected=rejected)
+    check_same_shape("pairs x tokens", chosen=chosen, rejected=rejected)
     if chosen.dim() != 2 or len(chosen) == 0:
         raise ValueError(f"chosen and rejected must be (n_pairs, T) token ids with n_pairs >= 1, "
                          f"got shape {tuple(chosen.shape)}")

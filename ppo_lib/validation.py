@@ -41,8 +41,9 @@ def check_tensor(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
-def check_same_shape(**tensors: Tensor) -> None:
-    """All tensors given as keywords must have one shape."""
+def check_same_shape(axes: str = "time steps x envs", **tensors: Tensor) -> None:
+    """All tensors given as keywords must have one shape; ``axes`` names what the axes are
+    (rollouts: time steps x envs; lesson 11's language-model tensors: completions x tokens)."""
     for name, t in tensors.items():
         check_tensor(name, t)
     names = list(tensors)
@@ -51,7 +52,7 @@ def check_same_shape(**tensors: Tensor) -> None:
         if tensors[name].shape != tensors[first].shape:
             raise ValueError(
                 f"{name} has shape {tuple(tensors[name].shape)} but {first} has shape "
-                f"{tuple(tensors[first].shape)}; they must match")
+                f"{tuple(tensors[first].shape)}; they must match ({axes})")
 
 
 def check_hyperparameters(n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
