@@ -13,12 +13,14 @@ Observation and reward normalisation (SB3's ``VecNormalize``): ``ppo_lib.normali
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space,
@@ -389,3 +391,10 @@ def make_vec_env(env, n_envs: int = 1, seed: int | None = None,
         raise ValueError(f"env must be an env id string, a gymnasium Env, a list of env "
                          f"factories or a VecEnv, got {env!r}")
     return VecEnv(fns, seed=seed)
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed python, numpy and torch (as SB3's ``set_random_seed``)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

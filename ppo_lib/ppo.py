@@ -16,7 +16,6 @@ Save / load: ``ppo_lib.persistence``.
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,8 @@ from gymnasium import spaces
 from torch import nn
 
 from .callbacks import BaseCallback, as_callback
-from .envs import VecEnv, check_spaces, make_vec_env
+from .envs import VecEnv, check_spaces, make_vec_env, set_random_seed
+from .fast_rollout import collect_rollout_fast
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
 from .full_batch import full_batch_update
 from .diagnostics import clipped_share
@@ -203,9 +203,9 @@ class PPO:
         try:
             while self.num_timesteps < total_timesteps:
                 self._callback.on_rollout_start()
-                self.last_obs, completed = collect_rollout(
-                    self.policy, self.env, self.rollout, self.last_obs, self.gamma,
-                    self.normalizer, on_step=self._on_env_step)
+                args = (self.policy, self.env, self.rollout, self.last_obs, self.gamma,
+                        self.normalizer, self._on_env_step)  # on_step: once per vector step
+                self.last_obs, completed = collect_rollout_fast(*args) or collect_rollout(*args)
                 if not completed:
                     break
                 check_finite(self.rollout, self.num_timesteps, self.lr_schedule(1.0))
@@ -391,10 +391,3 @@ class PPO:
         (default: the saved env id, rebuilt with its saved state); ``custom_objects``: as
         SB3's, {name: object} for the names the file holds; ``overrides``: hyperparameters."""
         return load_model(cls, path, env, custom_objects, overrides)
-
-
-def set_random_seed(seed: int) -> None:
-    """Seed python, numpy and torch (as SB3's ``set_random_seed``)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

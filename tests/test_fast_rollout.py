@@ -1,0 +1,191 @@
+"""ppo_lib.fast_rollout (issue 15): collect_rollout_fast equals collect_rollout bit for bit.
+
+Each case trains twice from the same seed, once through ``learn`` as it runs (the fast
+collector where it applies) and once with it switched off (lesson 04's ``collect_rollout``
+every rollout), and compares every logged number (wall-clock keys left out), the parameters,
+Adam's state, the last rollout's buffers, the normaliser and the env's state exactly; a
+callback sees, at each of its calls, the same step count and the same buffers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ppo_lib.ppo
+from ppo_lib import PPO, presets
+from ppo_lib.callbacks import BaseCallback
+from ppo_lib.fast_rollout import collect_rollout_fast
+from ppo_lib.rollout import Rollout, collect_rollout
+from ppo_lib.vector_cartpole import CartPoleVecEnv
+
+ZOO = dict(n_envs=8, n_steps=32, batch_size=256, n_epochs=20)
+
+
+class ActionInReward(gym.Wrapper):
+    """Adds the action the env got to the reward: an unclipped action would show (Pendulum
+    clips the torque itself, so clip_actions would change nothing visible)."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward + float(np.sum(action)), terminated, truncated, info
+
+
+def pendulum_50():
+    """Pendulum with a TimeLimit of 50 steps: truncations to bootstrap, Box actions."""
+    return ActionInReward(gym.make("Pendulum-v1", max_episode_steps=50))
+
+
+def cartpole_20():
+    return gym.make("CartPole-v1", max_episode_steps=20)
+
+
+CASES = {  # name: (PPO arguments, env, total steps)
+    "zoo": (ZOO, "CartPole-v1", 1024),
+    "zoo vectorised": (dict(ZOO, vectorization_mode="vector_entry_point"), "CartPole-v1", 1024),
+    "cartpole_fast": (presets.get("cartpole_fast"), "CartPole-v1", 1024),
+    "minibatches": (dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=2), "CartPole-v1", 512),
+    "pendulum, normalisation": (dict(n_envs=2, n_steps=128, batch_size=64, n_epochs=2,
+                                     normalize_obs=True, normalize_reward=True),
+                                "Pendulum-v1", 768),
+    "pendulum, time limit 50": (dict(n_steps=64, batch_size=64, n_epochs=2),
+                                [pendulum_50, pendulum_50], 512),
+    "cartpole, time limit 20, normalisation": (dict(n_steps=32, batch_size=48, n_epochs=2,
+                                                    normalize_obs=True, normalize_reward=True),
+                                               [cartpole_20] * 3, 384),
+    "vectorised, time limit 20": (dict(n_steps=32, batch_size=128, n_epochs=2),
+                                  "vector cartpole 20", 512),
+}
+
+
+def make(config: dict, env) -> PPO:
+    if env == "vector cartpole 20":  # truncations in gymnasium's vectorised CartPole
+        env = CartPoleVecEnv("CartPole-v1", 4, seed=3, env_kwargs=dict(max_episode_steps=20))
+    return PPO("MlpPolicy", env, seed=3, **config)
+
+
+def digest(model: PPO) -> str:
+    """What a callback can see at a step: the step count and every buffer, hashed."""
+    r = model.rollout
+    h = hashlib.sha256(str(model.num_timesteps).encode())
+    for x in (r.obs, r.actions, r.rewards, r.dones, r.values, r.log_probs, r.last_values):
+        h.update(x.numpy().tobytes())
+    return h.hexdigest()
+
+
+class Recording(BaseCallback):
+    """Records what it sees at every call; stops training at call ``stop_at``."""
+
+    def __init__(self, stop_at: int | None = None):
+        super().__init__()
+        self.stop_at, self.seen = stop_at, []
+
+    def _on_step(self) -> bool:
+        self.seen.append((self.n_calls, self.num_timesteps, digest(self.model),
+                          float(sum(p.sum() for p in self.model.policy.parameters()))))
+        return self.n_calls != self.stop_at
+
+
+def assert_same(a: PPO, b: PPO) -> None:
+    def untimed(rows):
+        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
+    assert repr(untimed(a.logger.rows)) == repr(untimed(b.logger.rows))  # NaN as well
+    for (name, x), (_, y) in zip(a.policy.state_dict().items(), b.policy.state_dict().items()):
+        assert torch.equal(x, y), name
+    for s, t in zip(a.optimizer.state_dict()["state"].values(),
+                    b.optimizer.state_dict()["state"].values()):
+        assert all(torch.equal(torch.as_tensor(s[k]), torch.as_tensor(t[k])) for k in s)
+    for field in ("obs", "actions", "rewards", "dones", "values", "log_probs", "advantages",
+                  "returns", "last_values"):
+        assert torch.equal(getattr(a.rollout, field), getattr(b.rollout, field)), field
+    np.testing.assert_array_equal(a.last_obs, b.last_obs)
+    assert a.n_updates == b.n_updates and a.num_timesteps == b.num_timesteps
+    assert repr(a.env.get_state()) == repr(b.env.get_state())
+    if a.normalizer is not None:
+        assert repr(a.normalizer.state_dict()) == repr(b.normalizer.state_dict())
+
+
+def train_both(monkeypatch, config, env, steps, callback_fn=lambda: None):
+    """-> (model, callback) trained with the fast collector, then without it."""
+    used = []
+    real = ppo_lib.ppo.collect_rollout_fast
+
+    def counted(*args):
+        result = real(*args)
+        used.append(result is not None)
+        return result
+    monkeypatch.setattr(ppo_lib.ppo, "collect_rollout_fast", counted)
+    fast_cb = callback_fn()
+    fast = make(config, env).learn(steps, callback=fast_cb)
+    fast_rng = torch.get_rng_state()
+    assert used and all(used), "the fast collector did not run"
+    monkeypatch.setattr(ppo_lib.ppo, "collect_rollout_fast", lambda *args: None)
+    ref_cb = callback_fn()
+    reference = make(config, env).learn(steps, callback=ref_cb)
+    assert torch.equal(fast_rng, torch.get_rng_state())
+    assert_same(fast, reference)
+    return (fast, fast_cb), (reference, ref_cb)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fast_collector_equals_collect_rollout(case, monkeypatch):
+    config, env, steps = CASES[case]
+    (fast, fast_cb), (_, ref_cb) = train_both(monkeypatch, config, env, steps, Recording)
+    assert fast_cb.seen == ref_cb.seen  # same calls, same counts, same buffers and weights
+    assert len(fast_cb.seen) == steps // fast.n_envs  # once per vector step, as SB3
+
+
+@pytest.mark.parametrize("case", ["zoo", "pendulum, time limit 50"])
+@pytest.mark.parametrize("stop_at", [1, 45, 64])  # first step, mid-rollout, a rollout's end
+def test_a_callback_stopping_early(case, stop_at, monkeypatch):
+    config, env, steps = CASES[case]
+    (fast, fast_cb), (_, ref_cb) = train_both(monkeypatch, config, env, steps,
+                                              lambda: Recording(stop_at))
+    assert fast_cb.seen == ref_cb.seen and len(fast_cb.seen) == stop_at
+    assert fast.num_timesteps == stop_at * fast.n_envs
+
+
+def test_truncations_were_bootstrapped():
+    """The time-limit cases do reach the bootstrap (else they would test nothing)."""
+    model = make(*CASES["pendulum, time limit 50"][:2])
+    rollout, env = model.rollout, model.env
+    collect_rollout_fast(model.policy, env, rollout, env.reset(), model.gamma)
+    assert rollout.dones.sum() >= 2  # 64 steps of a 50-step limit: each env truncated once
+
+
+def test_one_rollout_directly():
+    """Same policy, same env state: the two collectors write the same buffers."""
+    a = PPO("MlpPolicy", "CartPole-v1", n_envs=4, n_steps=64, batch_size=64, seed=1)
+    b = PPO("MlpPolicy", "CartPole-v1", n_envs=4, n_steps=64, batch_size=64, seed=1)
+    b.policy.load_state_dict(a.policy.state_dict())
+    obs_a, obs_b = a.env.reset(), b.env.reset()
+    torch.manual_seed(0)
+    out_a = collect_rollout_fast(a.policy, a.env, a.rollout, obs_a, 0.99)
+    torch.manual_seed(0)
+    out_b = collect_rollout(b.policy, b.env, b.rollout, obs_b, 0.99)
+    np.testing.assert_array_equal(out_a[0], out_b[0])
+    assert out_a[1] is out_b[1] is True
+    for field in ("obs", "actions", "rewards", "dones", "values", "log_probs", "last_values"):
+        assert torch.equal(getattr(a.rollout, field), getattr(b.rollout, field)), field
+
+
+def test_only_where_it_applies():
+    model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=8, batch_size=16, seed=0)
+    obs = model.env.reset()
+    args = (model.env, model.rollout)
+    assert collect_rollout_fast(model.policy, *args, obs.astype(np.float64), 0.99) is None
+
+    class Subclass(type(model.policy)):
+        pass
+    other = Subclass(model.observation_space, model.action_space)
+    assert collect_rollout_fast(other, *args, obs, 0.99) is None
+    multi = gym.spaces.MultiDiscrete([2, 3])
+    rollout = Rollout.allocate(8, 2, model.observation_space, multi)
+    policy = PPO("MlpPolicy", env=None, observation_space=model.observation_space,
+                 action_space=multi).policy
+    assert collect_rollout_fast(policy, model.env, rollout, obs, 0.99) is None
+    assert model.env.get_state()["returns"].sum() == 0  # nothing was stepped
