@@ -22,6 +22,7 @@ from ppo_lib.callbacks import BaseCallback
 from ppo_lib.fast_rollout import collect_rollout_fast
 from ppo_lib.rollout import Rollout, collect_rollout
 from ppo_lib.vector_cartpole import CartPoleVecEnv
+from training_equality import assert_same_training
 
 ZOO = dict(n_envs=8, n_steps=32, batch_size=256, n_epochs=20)
 
@@ -90,25 +91,6 @@ class Recording(BaseCallback):
         return self.n_calls != self.stop_at
 
 
-def assert_same(a: PPO, b: PPO) -> None:
-    def untimed(rows):
-        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
-    assert repr(untimed(a.logger.rows)) == repr(untimed(b.logger.rows))  # NaN as well
-    for (name, x), (_, y) in zip(a.policy.state_dict().items(), b.policy.state_dict().items()):
-        assert torch.equal(x, y), name
-    for s, t in zip(a.optimizer.state_dict()["state"].values(),
-                    b.optimizer.state_dict()["state"].values()):
-        assert all(torch.equal(torch.as_tensor(s[k]), torch.as_tensor(t[k])) for k in s)
-    for field in ("obs", "actions", "rewards", "dones", "values", "log_probs", "advantages",
-                  "returns", "last_values"):
-        assert torch.equal(getattr(a.rollout, field), getattr(b.rollout, field)), field
-    np.testing.assert_array_equal(a.last_obs, b.last_obs)
-    assert a.n_updates == b.n_updates and a.num_timesteps == b.num_timesteps
-    assert repr(a.env.get_state()) == repr(b.env.get_state())
-    if a.normalizer is not None:
-        assert repr(a.normalizer.state_dict()) == repr(b.normalizer.state_dict())
-
-
 def train_both(monkeypatch, config, env, steps, callback_fn=lambda: None):
     """-> (model, callback) trained with the fast collector, then without it."""
     used = []
@@ -127,7 +109,7 @@ def train_both(monkeypatch, config, env, steps, callback_fn=lambda: None):
     ref_cb = callback_fn()
     reference = make(config, env).learn(steps, callback=ref_cb)
     assert torch.equal(fast_rng, torch.get_rng_state())
-    assert_same(fast, reference)
+    assert_same_training(fast, reference)
     return (fast, fast_cb), (reference, ref_cb)
 
 

@@ -17,6 +17,7 @@ from ppo_lib import PPO, presets
 from ppo_lib.full_batch import full_batch_update
 from ppo_lib.losses import ppo_loss
 from ppo_lib.schedules import linear_schedule
+from training_equality import assert_same_training
 
 CASES = {
     "zoo": (dict(**presets.get("cartpole_tuned")), "CartPole-v1", 1024),
@@ -40,20 +41,6 @@ def _train(config: dict, env_id: str, steps: int) -> PPO:
     return PPO("MlpPolicy", env_id, seed=3, **config).learn(steps)
 
 
-def _assert_same(a: PPO, b: PPO) -> None:
-    def untimed(rows):
-        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
-    assert repr(untimed(a.logger.rows)) == repr(untimed(b.logger.rows))  # NaN as well
-    for (name, x), (_, y) in zip(a.policy.state_dict().items(), b.policy.state_dict().items()):
-        assert torch.equal(x, y), name
-    for s, t in zip(a.optimizer.state_dict()["state"].values(),
-                    b.optimizer.state_dict()["state"].values()):
-        assert all(torch.equal(torch.as_tensor(s[k]), torch.as_tensor(t[k])) for k in s)
-    np.testing.assert_array_equal(a.last_obs, b.last_obs)
-    assert a.n_updates == b.n_updates and a.num_timesteps == b.num_timesteps
-    assert repr(a.env.get_state()) == repr(b.env.get_state())
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_full_batch_update_equals_train(case, monkeypatch):
     config, env_id, steps = CASES[case]
@@ -65,7 +52,7 @@ def test_full_batch_update_equals_train(case, monkeypatch):
     assert calls
     monkeypatch.setattr(ppo_lib.ppo, "full_batch_update", lambda model, progress: None)
     reference = _train(config, env_id, steps)
-    _assert_same(fast, reference)
+    assert_same_training(fast, reference)
 
 
 def test_full_batch_update_only_where_it_applies():
