@@ -115,7 +115,7 @@ def train_reward_model(chosen: Tensor, rejected: Tensor, steps: int = 300,
 class RLConfig:
     """Settings of RLHF-PPO and GRPO (TRL's names in brackets; lesson 11's table)."""
 
-    n_updates: int = 40          # rollouts, each followed by n_epochs of minibatch updates
+    n_updates: int = 30          # rollouts, each followed by n_epochs of minibatch updates
     n_completions: int = 64      # completions per rollout [per_device_train_batch_size]
     group_size: int = 8          # GRPO: completions per prompt [num_generations]
     n_tokens: int = 10           # tokens per completion [response_length / max_completion_length]

@@ -85,7 +85,7 @@ def test_rlconfig_errors_name_the_argument_and_value(kwargs, pattern):
 def test_rlconfig_defaults_are_the_lessons():
     c = RLConfig()
     assert (c.n_updates, c.n_completions, c.group_size, c.n_tokens, c.kl_coef, c.beta) == (
-        40, 64, 8, 10, 0.2, 0.4)
+        30, 64, 8, 10, 0.2, 0.4)
     RLConfig(kl_coef=0.0, beta=0.0, n_completions=12, group_size=4)   # the edges are allowed
 
 
