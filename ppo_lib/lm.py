@@ -207,8 +207,8 @@ class TinyLM(nn.Module):
 
 
 class ScalarHead(nn.Module):
-    """A transformer with a scalar head: a reward model (read at the last token) or a value
-    model (read at every position). Built from a TinyLM, whose body it copies."""
+    """A transformer with a scalar head at every position: RLHF-PPO's value model, V(s_t) at
+    position t. Built from a TinyLM, whose body it copies."""
 
     def __init__(self, body: TinyLM):
         super().__init__()
@@ -221,10 +221,6 @@ class ScalarHead(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         """(B, T) -> (B, T): the scalar at every position."""
         return self.head(self.body.hidden(tokens)).squeeze(-1)
-
-    def score(self, tokens: Tensor) -> Tensor:
-        """(B, T) -> (B,): the scalar at the last position (how TRL's reward models score)."""
-        return self(tokens)[:, -1]
 
 
 class WordRewardModel(nn.Module):
