@@ -19,8 +19,9 @@ def train_and_evaluate_seeds(config: Mapping[str, Any], seeds: Sequence[int], en
                              total_timesteps: int, n_eval_episodes: int
                              ) -> list[dict[str, Any]]:
     """``train_and_evaluate`` for several seeds of one configuration, trained together by
-    ``ppo_lib.lockstep.train_seeds`` (the same numbers as one run per seed)."""
-    models = train_seeds(config, env_id, seeds, total_timesteps)
+    ``ppo_lib.lockstep.train_seeds`` (the same numbers as one run per seed), in this process
+    (the "local" engine's promise; the "processes" engine has a process per core already)."""
+    models = train_seeds(config, env_id, seeds, total_timesteps, processes=1)
     return [evaluated(model, env_id, n_eval_episodes) for model in models]
 
 

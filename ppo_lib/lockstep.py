@@ -37,6 +37,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ from .returns import gae
 from .rollout import Rollout, check_finite, obs_tensor
 from .seed_batch import SeedPolicy, approx_kl, normalized_advantages
 from .seed_envs import SeedEnvs, after_env_step
+from .seed_processes import check_processes, seed_groups, train_groups
 from .validation import check_finite_parameters, check_positive_int
 
 # Configuration keys lockstep trains exactly (others, e.g. target_kl, fall back to PPO)
@@ -133,7 +135,7 @@ def check_seeds(seeds: Any) -> list[int]:
 # --- the public entry point ----------------------------------------------------------------
 def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
                 total_timesteps: int, policy: str = "MlpPolicy", progress_bar: bool = False,
-                lockstep: bool = True) -> list:
+                lockstep: bool = True, processes: int | None = None) -> list:
     """Train ``PPO(policy, env_id, seed=s, **config).learn(total_timesteps)`` for every seed s
     -> the K trained ``PPO`` models, in the order of ``seeds``, each exactly the lone run's
     on one torch thread (policy, optimizer, logger rows but for time/*, env, normaliser,
@@ -145,40 +147,73 @@ def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
     training a model further continues it exactly as the lone run (None: the model was
     trained alone, the global state is its own).
 
-    In lockstep (one batched network for the K seeds) when ``lockstep`` and
-    ``supports_lockstep(config, env_id)``; otherwise one after another.
+    In lockstep (one batched network per group of seeds) when ``lockstep`` and
+    ``supports_lockstep(config, env_id)``, the seeds split into ``processes`` groups trained
+    at once, one per process (None: one per usable core; ``ppo_lib.seed_processes``), a
+    group of one seed by its lone run; otherwise one after another in this process.
     """
     from .ppo import PPO
 
     seeds = check_seeds(seeds)
     check_positive_int("total_timesteps", total_timesteps)
+    processes = check_processes(processes)
     if not lockstep or lockstep_problem(config, env_id, policy) is not None:
         return [_lone(PPO(policy, env_id, seed=seed, **config), total_timesteps, progress_bar)
                 for seed in seeds]
+    train = partial(_train_group, config, env_id, total_timesteps=total_timesteps,
+                    policy=policy)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the lone run on one thread is what each seed reproduces
     try:
-        models, generators = [], []
-        for seed in seeds:
-            models.append(PPO(policy, env_id, seed=seed, **config))
-            generator = torch.Generator()  # the global state this seed's lone run goes on from
-            generator.set_state(torch.get_rng_state())
-            generators.append(generator)
-        if any(type(m.policy) not in (CategoricalActorCritic, GaussianActorCritic)
-               or fast_gradient_step(m.policy, m.optimizer) is None for m in models):
-            # not the written-out step's MLP: each seed alone, made again (the global
-            # random state is the last model's now)
-            return [_lone(PPO(policy, env_id, seed=seed, **config), total_timesteps,
-                          progress_bar) for seed in seeds]
-        Lockstep(models, generators).learn(total_timesteps, progress_bar)
-        for model, generator in zip(models, generators):
-            model.lockstep_rng_state = generator.get_state()
-            # each model's parameters and Adam state into buffers of its own (the same
-            # values), as a lone run holds them: the K seeds' buffers can go
-            model._gradient_step = fast_gradient_step(model.policy, model.optimizer)
+        return train_groups(train, seed_groups(seeds, processes),
+                            total_timesteps * len(seeds) if progress_bar else None,
+                            prepare=_without_fast_path, restore=_with_fast_path)
     finally:
         torch.set_num_threads(threads)
+
+
+def _train_group(config: Mapping[str, Any], env_id: str, seeds: list[int],
+                 bar_total: int | None, *, total_timesteps: int, policy: str) -> list:
+    """One group of seeds in this process, on one torch thread: in lockstep, or a lone seed
+    alone (its own fast paths) -> the trained models. ``bar_total``: a progress bar of that
+    many steps (the steps of every group: the groups go at the same pace; a lone seed's bar
+    counts its own)."""
+    from .ppo import PPO
+
+    if len(seeds) == 1:
+        model = PPO(policy, env_id, seed=seeds[0], **config)
+        model.learn(total_timesteps, progress_bar=bar_total is not None)
+        model.lockstep_rng_state = torch.get_rng_state()
+        return [model]
+    models, generators = [], []
+    for seed in seeds:
+        models.append(PPO(policy, env_id, seed=seed, **config))
+        generator = torch.Generator()  # the global state this seed's lone run goes on from
+        generator.set_state(torch.get_rng_state())
+        generators.append(generator)
+    if any(type(m.policy) not in (CategoricalActorCritic, GaussianActorCritic)
+           or fast_gradient_step(m.policy, m.optimizer) is None for m in models):
+        # not the written-out step's MLP: each seed alone, made again (the global
+        # random state is the last model's now)
+        return [_lone(PPO(policy, env_id, seed=seed, **config), total_timesteps,
+                      bar_total is not None) for seed in seeds]
+    bar_seeds = None if bar_total is None else bar_total // total_timesteps
+    Lockstep(models, generators).learn(total_timesteps, bar_seeds)
+    for model, generator in zip(models, generators):
+        model.lockstep_rng_state = generator.get_state()
+        # each model's parameters and Adam state into buffers of its own (the same
+        # values), as a lone run holds them: the K seeds' buffers can go
+        _with_fast_path(model)
     return models
+
+
+def _without_fast_path(model) -> None:
+    """Before pickling: the fast path holds kernel functions (remade by ``_with_fast_path``)."""
+    model._gradient_step = None
+
+
+def _with_fast_path(model) -> None:
+    model._gradient_step = fast_gradient_step(model.policy, model.optimizer)
 
 
 def _lone(model, total_timesteps: int, progress_bar: bool):
@@ -215,8 +250,9 @@ class Lockstep:
             model.rollout = Rollout(*(x[k] for x in rows))
 
     # --- training loop ------------------------------------------------------------------
-    def learn(self, total_timesteps: int, progress_bar: bool = False) -> None:
-        """``PPO.learn(total_timesteps)`` for every model (fresh: num_timesteps from 0)."""
+    def learn(self, total_timesteps: int, bar_seeds: int | None = None) -> None:
+        """``PPO.learn(total_timesteps)`` for every model (fresh: num_timesteps from 0).
+        ``bar_seeds``: a progress bar counting the steps of that many seeds (None: none)."""
         from .callbacks import as_callback
 
         models = self.models
@@ -229,9 +265,10 @@ class Lockstep:
             model._callback = as_callback(None)
             model._callback.init_callback(model)
         bar = None
-        if progress_bar:
+        if bar_seeds is not None:
             from tqdm.auto import tqdm
-            bar = tqdm(total=total_timesteps * self.K, unit="steps")
+            bar = tqdm(total=total_timesteps * bar_seeds, unit="steps")
+            bar.seeds = bar_seeds
         start_time = time.perf_counter()
         try:
             while models[0].num_timesteps < total_timesteps:
@@ -285,7 +322,7 @@ class Lockstep:
                 rollout.values[:, t] = values
                 rollout.log_probs[:, t] = log_probs
                 if bar is not None:
-                    bar.update(K * models[0].n_envs)
+                    bar.update(bar.seeds * models[0].n_envs)
             last = torch.stack([obs_tensor(m.last_obs) for m in models])
             rollout.last_values[:] = self.net.heads(last)[1]
 

@@ -90,13 +90,15 @@ def train_ppo_lib_seeds(config: Mapping[str, Any], seeds: Sequence[int],
                         env_id: str = "CartPole-v1", total_timesteps: int = 15_000,
                         ) -> list[tuple[Rows, float]]:
     """``train_ppo_lib`` for several seeds of one configuration, trained together
-    (``ppo_lib.lockstep.train_seeds``, on one torch thread): the same rows as one run per
-    seed on one thread; each run's seconds are the group's CPU seconds divided among them."""
+    (``ppo_lib.lockstep.train_seeds``, on one torch thread per group, a group per core): the
+    same rows as one run per seed on one thread; each run's seconds are the CPU seconds of
+    all the groups (this process and its children) divided among them."""
     from .lockstep import train_seeds
+    from .seed_processes import cpu_seconds
 
-    start = time.process_time()
+    start = cpu_seconds()
     models = train_seeds(config, env_id, seeds, total_timesteps)
-    seconds = (time.process_time() - start) / len(models)
+    seconds = (cpu_seconds() - start) / len(models)
     return [([dict(row) for row in model.logger.rows], seconds) for model in models]
 
 

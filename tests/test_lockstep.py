@@ -1,6 +1,9 @@
 """Seeds in lockstep (ppo_lib.lockstep): each seed of a batched run equals, bit for bit, the
 lone run ``PPO("MlpPolicy", env_id, seed=s, **config).learn(N)``: logger rows (but for the
-timing keys), policy and optimizer state, env state, normaliser, num_timesteps."""
+timing keys), policy and optimizer state, env state, normaliser, num_timesteps.
+
+The batched network is tested in one process (``processes=1``: every seed in one group,
+whatever the machine's cores); the groups in several processes in test_seed_processes.py."""
 
 import math
 import warnings
@@ -87,7 +90,7 @@ def assert_lone_equal(model, config, env_id, seed, total_timesteps):
 def test_each_seed_equals_its_lone_run(config, env_id, seeds, steps):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # batch_size 25 does not divide 60
-        models = train_seeds(config, env_id, seeds, steps)
+        models = train_seeds(config, env_id, seeds, steps, processes=1)
         assert [m.seed for m in models] == seeds
         for model, seed in zip(models, seeds):
             assert_lone_equal(model, config, env_id, seed, steps)
@@ -97,7 +100,7 @@ def test_company_does_not_matter():
     """Seed 5 trained among [0..7] equals seed 5 trained alone (K = 8 vs K = 1), and a
     Pendulum preset with a one-output action head, the value-head rule's other case."""
     config = dict(HEALTHY, n_epochs=2)
-    eight = train_seeds(config, "CartPole-v1", range(8), 512)
+    eight = train_seeds(config, "CartPole-v1", range(8), 512, processes=1)
     alone = train_seeds(config, "CartPole-v1", [5], 512)[0]
     assert same(eight[5].policy.state_dict(), alone.policy.state_dict())
     assert same(eight[5].logger.rows[-1]["train/loss"], alone.logger.rows[-1]["train/loss"])
@@ -119,7 +122,7 @@ def test_unsupported_configs_fall_back_to_lone_runs():
 
 
 def test_lockstep_off_gives_the_same_models():
-    on = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512)
+    on = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512, processes=1)
     off = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512, lockstep=False)
     for a, b in zip(on, off):
         assert same(a.policy.state_dict(), b.policy.state_dict())
@@ -256,7 +259,7 @@ def test_grouped_cartpoles_step_as_each_seed_alone_through_time_limits():
 
 
 def test_a_trained_model_saves_and_loads_as_its_lone_run(tmp_path):
-    model = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512)[1]
+    model = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512, processes=1)[1]
     lone = PPO("MlpPolicy", "CartPole-v1", seed=1, **HEALTHY).learn(512)
     assert model.policy.mlp_extractor.policy_net[0].weight.untyped_storage().nbytes() == \
         lone.policy.mlp_extractor.policy_net[0].weight.untyped_storage().nbytes()  # its own
@@ -294,7 +297,7 @@ def test_a_cpu_whose_batched_products_round_otherwise_still_gets_lone_runs(monke
 
     monkeypatch.setattr(seed_layers.Layer, "__init__", recording_init)
     config = dict(HEALTHY, n_epochs=2)
-    models = train_seeds(config, "CartPole-v1", [0, 3], 512)
+    models = train_seeds(config, "CartPole-v1", [0, 3], 512, processes=1)
     for model, seed in zip(models, [0, 3]):
         assert_lone_equal(model, config, "CartPole-v1", seed, 512)
     verdicts = [ok for exact in checked for ok in exact.values()]
