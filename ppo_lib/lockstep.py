@@ -304,27 +304,37 @@ class Lockstep:
 
     def collect(self, bar=None) -> None:
         """``collect_rollout`` for the K models: one batched forward pass per step, each
-        model's env, normaliser and random stream its own."""
-        models, K = self.models, self.K
-        rollout = self.rollout
+        model's env, normaliser and random stream its own (the vectorised CartPole without
+        normalisers: one env step and one batch of rewards and dones for all)."""
+        models, K, n = self.models, self.K, self.models[0].n_envs
+        rollout, together = self.rollout, self.envs.together()
         with torch.no_grad():
+            obs = torch.stack([obs_tensor(m.last_obs) for m in models])
             for t in range(rollout.obs.shape[1]):
-                obs = torch.stack([obs_tensor(m.last_obs) for m in models])
                 head, values = self.net.heads(obs)
                 actions, log_probs = self.net.sample(head, self.generators)
-                for k, (model, result) in enumerate(zip(models, self.envs.step(actions))):
-                    model.last_obs, rewards, dones = after_env_step(model, *result)
-                    rollout.rewards[k, t] = rewards
-                    rollout.dones[k, t] = dones
-                    model.num_timesteps += model.n_envs
                 rollout.obs[:, t] = obs
                 rollout.actions[:, t] = actions
                 rollout.values[:, t] = values
                 rollout.log_probs[:, t] = log_probs
+                if together:
+                    carts, rollout.rewards[:, t], rollout.dones[:, t] = \
+                        self.envs.step_together(actions)
+                    for k, model in enumerate(models):
+                        model.last_obs = carts[k * n:(k + 1) * n]
+                        model.num_timesteps += n
+                    obs = torch.from_numpy(carts).clone(
+                        memory_format=torch.contiguous_format).view(K, n, -1)
+                else:
+                    for k, (model, result) in enumerate(zip(models, self.envs.step(actions))):
+                        model.last_obs, rewards, dones = after_env_step(model, *result)
+                        rollout.rewards[k, t] = rewards
+                        rollout.dones[k, t] = dones
+                        model.num_timesteps += n
+                    obs = torch.stack([obs_tensor(m.last_obs) for m in models])
                 if bar is not None:
-                    bar.update(bar.seeds * models[0].n_envs)
-            last = torch.stack([obs_tensor(m.last_obs) for m in models])
-            rollout.last_values[:] = self.net.heads(last)[1]
+                    bar.update(bar.seeds * n)
+            rollout.last_values[:] = self.net.heads(obs)[1]
 
     # --- the update ---------------------------------------------------------------------
     @torch.no_grad()  # as MlpGradientStep: no graph (and fastpath.tanh is numpy's then)
