@@ -1,19 +1,27 @@
 """Seeds in lockstep: K = 8 seeds of one configuration trained together
 (``ppo_lib.lockstep.train_seeds``) against the same 8 runs of ``PPO`` one after another.
 
-    .venv/bin/python benchmarks/lockstep.py [--repeats 2] [--cases healthy vector ... grid10]
+    .venv/bin/python benchmarks/lockstep.py [--repeats 3] [--cases healthy vector ... grid10]
 
 Cases: (a) lesson 07's HEALTHY set (sync envs), (b) the same on gymnasium's vectorised
 CartPole, (c) rl-zoo's CartPole set (presets "cartpole_tuned"), (d) the Pendulum preset at a
 small budget, lesson 07's sweep as the notebook runs it (``sweeps.sweep``, K = 3 seeds per
 configuration, lockstep=False against the default), and lesson 10's grid on the local and
 "processes" engines for two CartPole variants x 10 seeds (``run_grid``, lockstep off and
-on). Both sides on one torch thread, alternating (a busy machine slows both alike), the
-best of ``--repeats`` per side. Throughput is env steps over all seeds per second, of wall
-time and of CPU time (``time.process_time``: on a shared machine wall time also measures
-the neighbours; not for "processes", whose work is in its workers). Every lockstep result
-is checked equal to the lone runs' (the last update's loss and the policy's weights of
-every seed; the sweep's curves; the grid's rows).
+on).
+
+For (a)-(d), four ways to train the same 8 runs, alternating (a busy machine slows all
+alike), each on one torch thread per process, the best of ``--repeats``:
+  * one after another: 8 lone ``PPO(...).learn(N)`` in this process (the target's baseline);
+  * lockstep, one core: ``train_seeds(..., processes=1)``, all 8 seeds in one batched network;
+  * lockstep, all cores: ``train_seeds(...)``, a group of seeds in lockstep per core (the
+    default; ``ppo_lib.seed_processes``);
+  * lone runs on all cores: the 8 lone runs split the same way over one process per core,
+    one after another in each: what the other cores give without lockstep.
+Throughput is env steps over all seeds per second of wall time; CPU seconds (of this process
+and its children) are printed too. Every lockstep result is checked equal to the lone runs'
+(the last update's loss and the policy's weights of every seed; the sweep's curves; the
+grid's rows).
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ import torch
 
 from ppo_lib import presets
 from ppo_lib.ablations import machine
-from ppo_lib.lockstep import train_seeds
+from ppo_lib.lockstep import _with_fast_path, _without_fast_path, train_seeds
 from ppo_lib.ppo import PPO
+from ppo_lib.seed_processes import cpu_seconds, seed_groups, train_groups, usable_cores
 from ppo_lib.sweeps import HEALTHY
 
 CASES = {
@@ -46,13 +55,22 @@ SEEDS = list(range(8))
 
 
 def timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu = time.perf_counter(), cpu_seconds()
     out = fn()
-    return out, time.perf_counter() - wall, time.process_time() - cpu
+    return out, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
-def lone_runs(config, env_id, steps):
-    return [PPO("MlpPolicy", env_id, seed=seed, **config).learn(steps) for seed in SEEDS]
+def lone_runs(config, env_id, steps, seeds=SEEDS):
+    return [PPO("MlpPolicy", env_id, seed=seed, **config).learn(steps) for seed in seeds]
+
+
+def lone_runs_on_all_cores(config, env_id, steps):
+    """The lone runs, one process per core (the groups ``train_seeds`` would make), one after
+    another in each."""
+    def train_group(seeds, bar_total):
+        return lone_runs(config, env_id, steps, seeds)
+    return train_groups(train_group, seed_groups(SEEDS, None), None,
+                        prepare=_without_fast_path, restore=_with_fast_path)
 
 
 def check_equal(lone, together) -> None:
@@ -62,21 +80,39 @@ def check_equal(lone, together) -> None:
                                                       b.policy.state_dict().values()))
 
 
+WAYS = {
+    "one after another": lambda config, env_id, steps: lone_runs(config, env_id, steps),
+    "lockstep, one core": lambda config, env_id, steps: train_seeds(
+        config, env_id, SEEDS, steps, processes=1),
+    "lockstep, all cores": lambda config, env_id, steps: train_seeds(
+        config, env_id, SEEDS, steps),
+    "lone runs, all cores": lone_runs_on_all_cores,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     extra = ["sweep07", "grid10", "grid10-processes"]
     parser.add_argument("--cases", nargs="+", default=[*CASES, *extra],
                         choices=[*CASES, *extra])
     args = parser.parse_args()
     torch.set_num_threads(1)
     info = machine()
-    print(f"machine: {info['cpu']} ({info['cpu_capability']}), torch {info['torch']}, "
-          f"1 torch thread; K = {len(SEEDS)} seeds (lesson 07's sweep: 3, lesson 10's grid: 10)")
-    print("| case | steps per run | runs one after another: s wall (CPU) | lockstep: s wall "
-          "(CPU) | steps/s one after another | steps/s lockstep | ratio wall | ratio CPU |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"machine: {info['cpu']} ({info['cpu_capability']}), {usable_cores()} usable "
+          f"cores, torch {info['torch']}, 1 torch thread per process; K = {len(SEEDS)} seeds "
+          f"(lesson 07's sweep: 3, lesson 10's grid: 10)")
+    print("| case | steps per run | " + " | ".join(f"{way}: s wall (CPU)" for way in WAYS)
+          + " | steps/s one after another | steps/s lockstep, all cores | ratio lockstep, "
+          "one core | **ratio lockstep, all cores** | ratio lone runs, all cores |")
+    print("|---|---|" + "---|" * (len(WAYS) + 5))
+    extra_header = False
     for name in args.cases:
+        if name in extra and not extra_header:
+            print("\n| sweep | steps per run | lockstep off: s wall (CPU) | lockstep on: s "
+                  "wall (CPU) | steps/s off | steps/s on | ratio wall | ratio CPU |")
+            print("|---|---|---|---|---|---|---|---|")
+            extra_header = True
         if name == "sweep07":
             lesson_07_sweep(args.repeats)
             continue
@@ -84,19 +120,24 @@ def main() -> None:
             lesson_10_grid(args.repeats, "processes" if name.endswith("processes") else "local")
             continue
         label, config, env_id, steps = CASES[name]
-        train_seeds(config, env_id, [0], 1024)  # warm up imports and caches
-        best = {"lone": (float("inf"), float("inf")), "lockstep": (float("inf"), float("inf"))}
+        train_seeds(config, env_id, SEEDS, 1024)  # warm up imports and caches
+        best = {way: (float("inf"), float("inf")) for way in WAYS}
         for _ in range(args.repeats):
-            lone, wall, cpu = timed(lambda: lone_runs(config, env_id, steps))
-            best["lone"] = min(best["lone"], (wall, cpu))
-            together, wall, cpu = timed(lambda: train_seeds(config, env_id, SEEDS, steps))
-            best["lockstep"] = min(best["lockstep"], (wall, cpu))
-            check_equal(lone, together)
+            results = {}
+            for way, train in WAYS.items():
+                results[way], wall, cpu = timed(lambda: train(config, env_id, steps))
+                best[way] = min(best[way], (wall, cpu))
+            for way in WAYS:
+                check_equal(results["one after another"], results[way])
         total = steps * len(SEEDS)
-        (lw, lc), (kw, kc) = best["lone"], best["lockstep"]
-        print(f"| {label} | {steps:,} | {lw:.1f} ({lc:.1f}) | {kw:.1f} ({kc:.1f}) | "
-              f"{total / lw:,.0f} | {total / kw:,.0f} | {lw / kw:.2f} | {lc / kc:.2f} |",
-              flush=True)
+        walls = {way: best[way][0] for way in WAYS}
+        base = walls["one after another"]
+        print(f"| {label} | {steps:,} | "
+              + " | ".join(f"{wall:.2f} ({cpu:.2f})" for wall, cpu in best.values())
+              + f" | {total / base:,.0f} | {total / walls['lockstep, all cores']:,.0f} | "
+              f"{base / walls['lockstep, one core']:.2f} | "
+              f"**{base / walls['lockstep, all cores']:.2f}** | "
+              f"{base / walls['lone runs, all cores']:.2f} |", flush=True)
 
 
 def lesson_07_sweep(repeats: int) -> None:

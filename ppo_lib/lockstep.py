@@ -354,7 +354,11 @@ class Lockstep:
                 rollout.values.flatten(1), rollout.log_probs.flatten(1),
                 rollout.advantages.flatten(1), rollout.returns.flatten(1)]
         seed_index = torch.arange(K).unsqueeze(1)
-        logged, kls = [], []
+        normalize = first.normalize_advantage and min(first.batch_size, n) > 1
+        if first.batch_size >= n and normalize:  # one minibatch, the whole rollout: its
+            flat[4] = normalized_advantages(flat[4])  # advantages normalised once (as
+            normalize = False                          # full_batch_update), not per epoch
+        terms, ratios, kls = [], [], []  # per minibatch: (policy, value, entropy), ratio
         for epoch in range(first.n_epochs):
             kls = []
             if first.batch_size >= n:
@@ -364,27 +368,39 @@ class Lockstep:
                 batches = [[x[seed_index, orders[:, s:s + first.batch_size]] for x in flat]
                            for s in range(0, n, first.batch_size)]
             for obs, actions, old_values, old_log_probs, advantages, returns in batches:
-                if first.normalize_advantage and advantages.shape[1] > 1:
+                if normalize and advantages.shape[1] > 1:
                     advantages = normalized_advantages(advantages)
                 total, policy, value, entropy, log_ratio, ratio = self.net.loss(
                     obs, actions, old_log_probs, advantages, returns, clip_range,
                     first.vf_coef, first.ent_coef, old_values, clip_range_vf)
-                clipped = (torch.abs(ratio - 1) > clip_range).float().mean(-1)
-                logged.append(torch.stack([policy, value, -entropy, clipped], 1))
+                terms.append(torch.stack([policy, value, entropy]))
+                ratios.append(ratio)
                 if epoch == first.n_epochs - 1:  # approx_kl, as ppo_lib.kl
                     kls.append(approx_kl(log_ratio))
                 self.net.step(first.max_grad_norm)
             for model in models:
                 model.n_updates += 1
+        # the logged numbers of every minibatch at once: (4, minibatches, K)
+        policies, values, entropies = torch.stack(terms, 1)
+        logged = torch.stack([policies, values, -entropies, clip_fractions(ratios, clip_range)])
         rows = []
         last_losses = total.tolist()
         for k, model in enumerate(models):
             check_finite_parameters(model.policy, last_losses[k], model.n_updates,
                                     model.num_timesteps, learning_rate)
-            rows.append(train_row([x[k] for x in logged], [x[k] for x in kls],
+            rows.append(train_row(logged[:, :, k], [x[k] for x in kls],
                                   last_losses[k], model.rollout, model.policy,
                                   model.n_updates, learning_rate, clip_range, clip_range_vf))
         return rows
+
+def clip_fractions(ratios: list[Tensor], clip_range: float) -> Tensor:
+    """Each minibatch's fraction of |r - 1| > clip_range, per seed: (K, B) ratios -> (M, K);
+    one batched pass when the minibatches are of one size."""
+    if len({ratio.shape for ratio in ratios}) == 1:
+        return (torch.abs(torch.stack(ratios) - 1) > clip_range).float().mean(-1)
+    return torch.stack([(torch.abs(ratio - 1) > clip_range).float().mean(-1)
+                        for ratio in ratios])
+
 
 def _columns(x: Tensor) -> Tensor:
     """A (K, T, N) rollout buffer as (T, K * N): every env of every seed a column."""
