@@ -70,7 +70,7 @@ def lone_runs_on_all_cores(config, env_id, steps):
     def train_group(seeds, bar_total):
         return lone_runs(config, env_id, steps, seeds)
     return train_groups(train_group, seed_groups(SEEDS, None), None,
-                        prepare=_without_fast_path, restore=_with_fast_path)
+                        prepare=_without_fast_path, finish=_with_fast_path)
 
 
 def check_equal(lone, together) -> None:

@@ -167,7 +167,7 @@ def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
     try:
         return train_groups(train, seed_groups(seeds, processes),
                             total_timesteps * len(seeds) if progress_bar else None,
-                            prepare=_without_fast_path, restore=_with_fast_path)
+                            prepare=_without_fast_path, finish=_with_fast_path)
     finally:
         torch.set_num_threads(threads)
 
@@ -201,9 +201,6 @@ def _train_group(config: Mapping[str, Any], env_id: str, seeds: list[int],
     Lockstep(models, generators).learn(total_timesteps, bar_seeds)
     for model, generator in zip(models, generators):
         model.lockstep_rng_state = generator.get_state()
-        # each model's parameters and Adam state into buffers of its own (the same
-        # values), as a lone run holds them: the K seeds' buffers can go
-        _with_fast_path(model)
     return models
 
 
@@ -213,6 +210,8 @@ def _without_fast_path(model) -> None:
 
 
 def _with_fast_path(model) -> None:
+    """A trained model's parameters and Adam state into buffers of its own (the same values),
+    as a lone run holds them: the K seeds' batched buffers can go."""
     model._gradient_step = fast_gradient_step(model.policy, model.optimizer)
 
 
