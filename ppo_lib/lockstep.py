@@ -27,6 +27,11 @@ care, because the low bits of a float32 result can depend on how an operation is
   between 1 and 2 threads: torch splits the matrix products), and a K-times larger batched
   operation would be split where the lone one is not.
 
+* cores: one batched network runs on one core. ``train_seeds`` splits the K seeds into one
+  group per usable core and trains the groups at once, each in a process of its own
+  (``ppo_lib.seed_processes``: this one and forked children), so a group's numbers do not
+  depend on the others; a group of one seed is its lone run.
+
 ``supports_lockstep(config, env_id)`` says whether a configuration can run so; anything else
 (target_kl, kl_penalty, loss_fn, advantage_fn, CnnPolicy, other action spaces) trains its
 seeds one after another with ``PPO`` (same results, no speed-up).

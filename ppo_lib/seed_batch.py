@@ -28,8 +28,8 @@ from torch import Tensor
 from .distributions import LOG_SQRT_2PI, gaussian_entropy
 from .fastpath import adam_step, norms
 from .policies import GaussianActorCritic
-from .seed_layers import (ALIGN, aligned_empty, backward_layers, logsumexp, rowwise,
-                          run_layers, seed_layers)
+from .seed_layers import (ALIGN, aligned_empty, apart_empty, backward_layers, logsumexp,
+                          rowwise, run_layers, seed_layers)
 
 
 # --- the K seeds' network -------------------------------------------------------------------
@@ -81,6 +81,7 @@ class SeedPolicy:
             o, n = index[id(first.policy.log_std)], first.policy.log_std.numel()
             self.log_std, self.log_std_grad = self.flat[:, o:o + n], self.grad[:, o:o + n]
         self._saved = None
+        self._noise_buffers: dict = {}
 
     def heads(self, obs: Tensor, saved=None) -> tuple[Tensor, Tensor]:
         """obs (K, B, obs_dim) -> logits or mean (K, B, A), values (K, B)."""
@@ -93,10 +94,10 @@ class SeedPolicy:
         """Each seed's actions (K, N, ...) and their log-probabilities (K, N), each seed's
         noise drawn from its own generator in the shape ``policy.forward`` draws it
         (``categorical_sample`` / ``GaussianActorCritic.forward``)."""
-        noise = torch.empty(head.shape)
+        noise, rows = self._noise(head.shape)
         draw = torch.randn if self.gaussian else torch.rand
-        for k, generator in enumerate(generators):
-            draw(head.shape[1:], generator=generator, out=noise[k])
+        for row, generator in zip(rows, generators):
+            draw(row.shape, generator=generator, out=row)
         if self.gaussian:  # a = mu + sigma * N(0, 1); log pi(a|s) as gaussian_log_prob
             mean, log_std = head, self.log_std.unsqueeze(1)
             actions = mean + rowwise(torch.exp, log_std) * noise
@@ -104,10 +105,20 @@ class SeedPolicy:
             z = (actions - mean) * rowwise(torch.exp, -log_stds)
             return actions, (-0.5 * z * z - log_stds - LOG_SQRT_2PI).sum(-1)
         # Gumbel-max: argmax(z + Gumbel noise); log pi(a|s) = z_a - logsumexp(z)
-        u = noise.clamp_(min=1e-20)
-        actions = (head - rowwise(torch.log, -rowwise(torch.log, u))).argmax(-1)
-        log_pi = head - logsumexp(head).unsqueeze(-1)
+        u = noise.clamp_(min=1e-20)  # -log(-log(u)) in place, each seed's slice as alone
+        torch.log(u, out=u).neg_()
+        actions = (head - torch.log(u, out=u)).argmax(-1)
+        log_pi = head - logsumexp(head, self._noise_buffers).unsqueeze(-1)
         return actions, log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+    def _noise(self, shape: torch.Size) -> tuple[Tensor, list[Tensor]]:
+        """The sampling noise's buffer for heads of ``shape`` (``apart_empty``, reused every
+        step) and each seed's slice of it."""
+        key = ("noise", shape)
+        if key not in self._noise_buffers:
+            noise = apart_empty(*shape)
+            self._noise_buffers[key] = noise, list(noise)
+        return self._noise_buffers[key]
 
     @torch.no_grad()  # as MlpGradientStep: no graph (and fastpath.tanh is numpy's then)
     def loss(self, obs, actions, old_log_probs, advantages, returns, clip_range, vf_coef,

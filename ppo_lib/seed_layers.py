@@ -32,7 +32,7 @@ def _aligned(x: Tensor) -> bool:
 def seed_aligned(x: Tensor) -> Tensor:
     """x (K, ...) with every seed's slice contiguous from a 64-byte boundary, as the lone run's
     fresh tensors are: x itself, or a copy whose slices are padded to multiples of 16."""
-    per_seed = x[0].numel()
+    per_seed = x.numel() // x.shape[0]
     if _aligned(x) and x.is_contiguous() and per_seed % ALIGN == 0:
         return x
     stride = -(-per_seed // ALIGN) * ALIGN
@@ -61,13 +61,29 @@ def rowwise(fn, x: Tensor) -> Tensor:
     return fn(apart).reshape(x.shape)
 
 
-def logsumexp(x: Tensor) -> Tensor:
+def apart_empty(*shape: int) -> Tensor:
+    """An uninitialised (K, ...) tensor laid out for ``rowwise``'s rule, to compute exp / log
+    in place: contiguous when each seed's slice is whole vector steps, else its slices one
+    element apart (each seed's elements in one run, as the lone tensor's)."""
+    K, per_seed = shape[0], int(np.prod(shape[1:]))
+    if per_seed % VECTOR_RUN == 0:
+        return torch.empty(shape)
+    return torch.empty(K, per_seed + 1)[:, :per_seed].unflatten(1, shape[1:])
+
+
+def logsumexp(x: Tensor, buffers: dict | None = None) -> Tensor:
     """``torch.logsumexp(x, -1)`` as torch's CPU kernel computes it (max, exp of the
-    difference, sum, log, add the max back), its exp and log seed by seed (``rowwise``)."""
+    difference, sum, log, add the max back), its exp and log seed by seed (in ``buffers``'
+    ``apart_empty`` tensors for x's shape, reused: made there on the first call)."""
     maxes = torch.amax(x, -1, keepdim=True)
     maxes = maxes.masked_fill(maxes.abs() == float("inf"), 0)
-    total = rowwise(torch.exp, x - maxes).sum(-1)
-    return rowwise(torch.log, total) + maxes.squeeze(-1)
+    buffers = {} if buffers is None else buffers
+    if x.shape not in buffers:
+        buffers[x.shape] = apart_empty(*x.shape), apart_empty(*x.shape[:-1])
+    difference, total = buffers[x.shape]
+    torch.exp(torch.sub(x, maxes, out=difference), out=difference)
+    torch.log(torch.sum(difference, -1, out=total), out=total)
+    return total + maxes.squeeze(-1)
 
 
 # --- one layer of K seeds -------------------------------------------------------------------
@@ -93,6 +109,8 @@ class Layer:
         # the per-seed products where they differ ({(kind, batch, ...): batched is exact})
         self.exact: dict[tuple, bool] = {}
         self.buffers: dict[tuple, Tensor] = {}
+        # the batched products' operands that do not change (views of the flat buffers)
+        self.bias_rows, self.weight_t = self.bias.unsqueeze(1), self.weight.transpose(1, 2)
 
     def workspace(self, name: str, *shape: int) -> Tensor:
         """This layer's buffer ``name`` of ``shape``, the same memory every step (its output,
@@ -117,8 +135,7 @@ class Layer:
         if self.per_seed or self.small(x.shape[1]) or self.exact.get(key) is False:
             y = alone()
         else:
-            y = torch.baddbmm(self.bias.unsqueeze(1), seed_aligned(x),
-                              self.weight.transpose(1, 2),
+            y = torch.baddbmm(self.bias_rows, seed_aligned(x), self.weight_t,
                               out=self.workspace("y", *x.shape[:2], self.out_features))
             if key not in self.exact:  # this CPU's kernels: checked once per shape
                 reference = alone()

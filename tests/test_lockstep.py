@@ -86,7 +86,9 @@ def assert_lone_equal(model, config, env_id, seed, total_timesteps):
     # odd sizes: 3 envs, minibatches of 25, 25, 10 (misaligned slices, bmm's small loop)
     (dict(n_envs=3, n_steps=20, batch_size=25, n_epochs=2, normalize_advantage=False,
           gae_lambda=1.0), "CartPole-v1", [4, 2], 300),
-], ids=["cartpole-K1", "cartpole-vector-K3", "pendulum-K2", "mixed-K3", "odd-sizes"])
+    (dict(HEALTHY, n_envs=4, n_steps=16, batch_size=64), "Acrobot-v1", [1, 0, 2], 256),  # A = 3
+], ids=["cartpole-K1", "cartpole-vector-K3", "pendulum-K2", "mixed-K3", "odd-sizes",
+        "acrobot-K3"])
 def test_each_seed_equals_its_lone_run(config, env_id, seeds, steps):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # batch_size 25 does not divide 60
