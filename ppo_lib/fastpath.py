@@ -18,9 +18,8 @@ differently for operands off such a boundary (a (B, 64) x (64, 1) value head at 
 offset: another last bit of V(s)), and a save / load / learn resume must equal the run
 without the pause (tests/test_save_load.py).
 
-Also here: ``LeanAdam`` (torch's Adam calling its fused kernel directly), ``adam_step``,
-``norms``, ``clip_grad_norm``, ``tanh`` and ``run_mlp`` (an ``mlp()`` applied without
-``nn.Module.__call__``); ``ppo_lib.lockstep`` uses them for K seeds at once.
+Also here: ``LeanAdam`` (torch's Adam calling its fused kernel), ``adam_step``, ``norms``,
+``clip_grad_norm``, ``tanh``, ``run_mlp`` (an ``mlp()`` without ``nn.Module.__call__``).
 """
 
 from __future__ import annotations
@@ -71,7 +70,8 @@ def tanh(x: Tensor) -> Tensor:
 
 # activation -> (its function, its backward from the gradient at its output and the output)
 ACTIVATIONS = {nn.Tanh: (tanh, torch.ops.aten.tanh_backward),
-               nn.ReLU: (torch.relu, _relu_backward)}
+               nn.ReLU: (torch.relu, _relu_backward)}  # BACKWARD_INTO: written into a tensor
+BACKWARD_INTO = {torch.ops.aten.tanh_backward: torch.ops.aten.tanh_backward.grad_input}
 
 
 def has_hooks(module: nn.Module) -> bool:

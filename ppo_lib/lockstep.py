@@ -45,7 +45,6 @@ from dataclasses import fields
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -54,9 +53,9 @@ from .logger import train_row
 from .policies import CategoricalActorCritic, GaussianActorCritic
 from .returns import gae
 from .rollout import Rollout, check_finite, obs_tensor
-from .seed_batch import SeedPolicy, approx_kl, normalized_advantages
+from .seed_batch import SeedPolicy, approx_kl, clip_fractions, normalized_advantages
 from .seed_envs import SeedEnvs, after_env_step
-from .seed_processes import check_processes, seed_groups, train_groups
+from .seed_processes import check_processes, check_seeds, seed_groups, train_groups
 from .validation import check_finite_parameters, check_positive_int
 
 # Configuration keys lockstep trains exactly (others, e.g. target_kl, fall back to PPO)
@@ -115,26 +114,6 @@ def supports_lockstep(config: Mapping[str, Any], env_id: Any = "CartPole-v1",
     """Whether ``train_seeds`` trains ``config``'s seeds in lockstep (else one after another;
     ``lockstep_problem`` says why)."""
     return lockstep_problem(config, env_id, policy) is None
-
-
-def check_seeds(seeds: Any) -> list[int]:
-    """``seeds`` as a list of distinct ints, else ValueError naming the value."""
-    try:
-        seeds = list(seeds)
-    except TypeError:
-        raise ValueError(f"seeds must be a list of distinct integers, got {seeds!r}") from None
-    if not seeds:
-        raise ValueError("seeds is empty; expected at least one integer seed, e.g. [0, 1, 2]")
-    for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seeds must be integers, got {seed!r} "
-                             f"({type(seed).__name__}) in seeds={seeds!r}")
-    seeds = [int(seed) for seed in seeds]
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        raise ValueError(f"seeds={seeds!r} repeats {repeated}: each seed once (a repeated "
-                         f"seed is the same run)")
-    return seeds
 
 
 # --- the public entry point ----------------------------------------------------------------
@@ -396,14 +375,6 @@ class Lockstep:
                                   last_losses[k], model.rollout, model.policy,
                                   model.n_updates, learning_rate, clip_range, clip_range_vf))
         return rows
-
-def clip_fractions(ratios: list[Tensor], clip_range: float) -> Tensor:
-    """Each minibatch's fraction of |r - 1| > clip_range, per seed: (K, B) ratios -> (M, K);
-    one batched pass when the minibatches are of one size."""
-    if len({ratio.shape for ratio in ratios}) == 1:
-        return (torch.abs(torch.stack(ratios) - 1) > clip_range).float().mean(-1)
-    return torch.stack([(torch.abs(ratio - 1) > clip_range).float().mean(-1)
-                        for ratio in ratios])
 
 
 def _columns(x: Tensor) -> Tensor:

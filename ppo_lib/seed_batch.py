@@ -258,3 +258,12 @@ def approx_kl(log_ratio: Tensor) -> Tensor:
     """``kl.approx_kl`` per seed: mean((r - 1) - log r) over the last axis."""
     ratio = rowwise(torch.exp, log_ratio)
     return ((ratio - 1) - log_ratio).mean(-1)
+
+
+def clip_fractions(ratios: list[Tensor], clip_range: float) -> Tensor:
+    """Each minibatch's fraction of |r - 1| > clip_range, per seed: (K, B) ratios -> (M, K);
+    one batched pass when the minibatches are of one size."""
+    if len({ratio.shape for ratio in ratios}) == 1:
+        return (torch.abs(torch.stack(ratios) - 1) > clip_range).float().mean(-1)
+    return torch.stack([(torch.abs(ratio - 1) > clip_range).float().mean(-1)
+                        for ratio in ratios])

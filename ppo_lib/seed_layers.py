@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .fastpath import ACTIVATIONS, tanh
+from .fastpath import ACTIVATIONS, BACKWARD_INTO, tanh
 
 ALIGN = 16        # floats: 64 bytes, the boundary each seed's operands start at
 BMM_SMALL = 400   # multiply-adds below which torch's bmm runs a loop of its own, which
@@ -157,9 +157,9 @@ class Layer:
 
             d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
         """
-        if self.act_backward is torch.ops.aten.tanh_backward:
-            grad = torch.ops.aten.tanh_backward.grad_input(
-                grad, y, grad_input=self.workspace("grad", *y.shape))
+        if self.act_backward in BACKWARD_INTO:
+            grad = BACKWARD_INTO[self.act_backward](grad, y,
+                                                    grad_input=self.workspace("grad", *y.shape))
         elif self.act_backward is not None:
             grad = self.act_backward(grad, y)
 

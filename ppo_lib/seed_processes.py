@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 TrainGroup = Callable[[list[int], int | None], list]  # (seeds, bar total or None) -> models
@@ -51,6 +52,26 @@ def usable_cores() -> int:
 def can_fork() -> bool:
     """Whether groups of seeds can train in forked processes here (Linux)."""
     return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def check_seeds(seeds: Any) -> list[int]:
+    """``seeds`` as a list of distinct ints, else ValueError naming the value."""
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise ValueError(f"seeds must be a list of distinct integers, got {seeds!r}") from None
+    if not seeds:
+        raise ValueError("seeds is empty; expected at least one integer seed, e.g. [0, 1, 2]")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seeds must be integers, got {seed!r} "
+                             f"({type(seed).__name__}) in seeds={seeds!r}")
+    seeds = [int(seed) for seed in seeds]
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seeds={seeds!r} repeats {repeated}: each seed once (a repeated "
+                         f"seed is the same run)")
+    return seeds
 
 
 def check_processes(processes: Any) -> int | None:

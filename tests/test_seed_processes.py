@@ -5,10 +5,12 @@ unpicklable models are handled, and no child outlives the call.
 
 ``processes`` is given explicitly, so these tests run the same on a machine of any size."""
 
+import contextlib
 import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,13 +29,22 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 CONFIG = dict(HEALTHY, n_epochs=2)
 
 
-def no_children_left() -> bool:
-    """This process has no child process (running or unreaped)."""
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def children() -> set[int]:
+    """This process's child processes, running or not yet reaped (Linux's /proc)."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids |= {int(pid) for pid in (task / "children").read_text().split()}
+    return pids
+
+
+@pytest.fixture
+def no_children_left():
+    """After the test: no child process it made is left (running or unreaped); other
+    tests' helpers (a multiprocessing resource tracker) may live on."""
+    before = children()
+    yield
+    assert children() <= before
 
 
 def test_groups_split_the_seeds_in_order():
@@ -63,9 +74,9 @@ def test_bad_processes_are_refused(processes):
     (dict(HEALTHY, n_epochs=2, learning_rate=linear_schedule(1e-3), normalize_obs=True,
           normalize_reward=True), "CartPole-v1", [0, 8, 9, 11], 2, 512),
 ], ids=["2x2", "2+1", "vector-3-processes", "pendulum", "schedules-normalised"])
+@pytest.mark.usefixtures("no_children_left")
 def test_each_seed_equals_its_lone_run(config, env_id, seeds, processes, steps):
     models = train_seeds(config, env_id, seeds, steps, processes=processes)
-    assert no_children_left()
     assert [m.seed for m in models] == seeds
     for model, seed in zip(models, seeds):
         assert_lone_equal(model, config, env_id, seed, steps)
@@ -90,6 +101,7 @@ def test_one_process_forks_nothing(monkeypatch):
     assert len(train_seeds(CONFIG, "CartPole-v1", [0, 1], 256, processes=1)) == 2
 
 
+@pytest.mark.usefixtures("no_children_left")
 def test_a_childs_error_is_raised_here_and_no_child_is_left(monkeypatch):
     original = lockstep_module._train_group
 
@@ -101,9 +113,9 @@ def test_a_childs_error_is_raised_here_and_no_child_is_left(monkeypatch):
     with pytest.raises(ValueError, match="seed 3's group") as error:
         train_seeds(CONFIG, "CartPole-v1", [0, 1, 2, 3], 256, processes=2)
     assert "seeds [2, 3]" in str(error.value.__cause__)  # where it happened, with traceback
-    assert no_children_left()
 
 
+@pytest.mark.usefixtures("no_children_left")
 def test_an_error_here_ends_the_children(monkeypatch):
     original = lockstep_module._train_group
 
@@ -114,9 +126,9 @@ def test_an_error_here_ends_the_children(monkeypatch):
     monkeypatch.setattr(lockstep_module, "_train_group", interrupted_here)
     with pytest.raises(KeyboardInterrupt):
         train_seeds(CONFIG, "CartPole-v1", [0, 1, 2, 3, 4, 5], 50_000, processes=3)
-    assert no_children_left()
 
 
+@pytest.mark.usefixtures("no_children_left")
 def test_a_child_that_dies_is_an_error_naming_its_seeds(monkeypatch):
     original = lockstep_module._train_group
 
@@ -128,7 +140,6 @@ def test_a_child_that_dies_is_an_error_naming_its_seeds(monkeypatch):
     with pytest.raises(RuntimeError, match=r"seeds \[5\].*killed by signal SIGKILL.*"
                                            r"processes=1"):
         train_seeds(CONFIG, "CartPole-v1", [4, 5], 256, processes=2)
-    assert no_children_left()
 
 
 def test_models_that_cannot_be_pickled_are_trained_here():
