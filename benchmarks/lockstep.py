@@ -30,6 +30,7 @@ import argparse
 import time
 from functools import partial
 
+import numpy as np
 import torch
 
 from ppo_lib import presets
@@ -106,7 +107,7 @@ def main() -> None:
           + " | steps/s one after another | steps/s lockstep, all cores | ratio lockstep, "
           "one core | **ratio lockstep, all cores** | ratio lone runs, all cores |")
     print("|---|---|" + "---|" * (len(WAYS) + 5))
-    extra_header = False
+    extra_header, spread = False, {}
     for name in args.cases:
         if name in extra and not extra_header:
             print("\n| sweep | steps per run | lockstep off: s wall (CPU) | lockstep on: s "
@@ -123,10 +124,12 @@ def main() -> None:
         train_seeds(config, env_id, SEEDS, 1024)  # warm up imports and caches
         best = {way: (float("inf"), float("inf")) for way in WAYS}
         for _ in range(args.repeats):
-            results = {}
+            results, walls = {}, {}
             for way, train in WAYS.items():
-                results[way], wall, cpu = timed(lambda: train(config, env_id, steps))
-                best[way] = min(best[way], (wall, cpu))
+                results[way], walls[way], cpu = timed(lambda: train(config, env_id, steps))
+                best[way] = min(best[way], (walls[way], cpu))
+            spread.setdefault(label, []).append(
+                walls["one after another"] / walls["lockstep, all cores"])
             for way in WAYS:
                 check_equal(results["one after another"], results[way])
         total = steps * len(SEEDS)
@@ -138,6 +141,9 @@ def main() -> None:
               f"{base / walls['lockstep, one core']:.2f} | "
               f"**{base / walls['lockstep, all cores']:.2f}** | "
               f"{base / walls['lone runs, all cores']:.2f} |", flush=True)
+    for label, ratios in spread.items():  # each repeat's own pair, not the best of each
+        print(f"{label}: lockstep on all cores / one after another, repeat by repeat: "
+              f"{', '.join(f'{r:.2f}' for r in ratios)} (median {np.median(ratios):.2f})")
 
 
 def lesson_07_sweep(repeats: int) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import pickle
 import resource
@@ -42,11 +43,33 @@ TrainGroup = Callable[[list[int], int | None], list]  # (seeds, bar total or Non
 
 # --- how many processes, which seeds in each --------------------------------------------------
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
+    """The cores this process may use, at least 1: its CPU affinity, and no more than a
+    container's CPU quota allows (a JupyterHub pod limited to 2 CPUs on a 64-core host)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota)) if quota is not None else cores)
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPUs a cgroup quota grants this process (cgroup v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or None when there is no quota."""
+    for path, split in ((f"{root}/cpu.max", None),
+                        (f"{root}/cpu/cpu.cfs_quota_us", f"{root}/cpu/cpu.cfs_period_us")):
+        try:
+            with open(path) as file:
+                text = file.read().split()
+            if split is not None:
+                with open(split) as file:
+                    text = [text[0], file.read().split()[0]]
+        except OSError:
+            continue
+        if text[0] in ("max", "-1"):
+            return None
+        return int(text[0]) / int(text[1])
+    return None
 
 
 def can_fork() -> bool:

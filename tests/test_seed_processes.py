@@ -56,6 +56,25 @@ def test_groups_split_the_seeds_in_order():
     assert len(seed_groups(list(range(64)), None)) == min(64, usable_cores())
 
 
+@pytest.mark.parametrize("files, quota", [
+    ({"cpu.max": "200000 100000\n"}, 2.0),                                   # cgroup v2
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "150000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.5),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_a_containers_cpu_quota_caps_the_groups(tmp_path, monkeypatch, files, quota):
+    from ppo_lib import seed_processes
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert seed_processes.cgroup_cpu_quota(str(tmp_path)) == quota
+    monkeypatch.setattr(seed_processes, "cgroup_cpu_quota", lambda: quota)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert usable_cores() == (64 if quota is None else 2)  # 1.5 CPUs: two processes
+
+
 @pytest.mark.parametrize("processes", [0, -1, 1.5, True, "2"])
 def test_bad_processes_are_refused(processes):
     with pytest.raises(ValueError, match=r"processes must be a positive integer.*got"):
