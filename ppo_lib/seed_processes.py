@@ -3,20 +3,21 @@
 A group of seeds in lockstep is one batched network on one torch thread: one core. On a
 machine with c cores ``train_seeds`` splits the K seeds into c groups, trains the first
 group in this process and every other group in a child process forked from it, all at once;
-each child sends its trained models back (pickled) and ends. Each group trains exactly as it
-would alone on one thread, so each seed is still, bit for bit, its lone run.
+each child sends its trained models back (``torch.save``) and ends. Each group trains exactly
+as it would alone on one thread, so each seed is still, bit for bit, its lone run.
 
 Why processes, not threads: a group's Python (the training loop, the envs) holds the GIL;
 two threads of lockstep were slower than one (measured: 3.8 s against 2.9 s for 8 seeds of
 lesson 07's CartPole set). Why fork: a spawned process imports torch again (seconds); a forked
-one starts in milliseconds with everything already built. Forking is Linux-only here (macOS
-and Windows train the groups one after another, with the same results).
+one starts in milliseconds with everything already built. Forking is Linux-only here (on
+macOS and Windows all seeds are one group, in this process, with the same results).
 
 A child prints nothing and draws nothing: what it writes to stdout / stderr and the warnings
 it raises are sent back and replayed here. It dies with this process (``PR_SET_PDEATHSIG``),
 and is killed and reaped when this process stops early (an error, Ctrl-C). A child whose
 models cannot be pickled (a ``lambda`` schedule in the config) says so, and its group is
-trained here instead; a child whose training raised hands the exception over.
+trained here instead (so is a group whose process cannot be made); a child whose training
+raised hands the exception over.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import io
 import math
 import os
 import pickle
-import resource
 import signal
 import sys
 import time
@@ -126,6 +126,10 @@ def seed_groups(seeds: Sequence[int], processes: int | None) -> list[list[int]]:
 def cpu_seconds() -> float:
     """CPU seconds of this process and of its finished children (``time.process_time`` counts
     only this process: a group trained in a child would be missing)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no children here either
+        return time.process_time()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
@@ -139,39 +143,55 @@ def train_groups(train_group: TrainGroup, groups: list[list[int]], bar_total: in
     ``bar_total``: the first group shows a progress bar of this many steps (None: no bar).
     ``prepare(model)`` makes a child's trained model picklable (e.g. drops a fast path that
     holds kernel functions), ``finish(model)`` makes every trained model ready here (remakes
-    it): both run once per model.
+    it): both run once per model. A group whose process cannot be made (a process limit,
+    memory) trains here after the first.
     """
-    children: list[tuple[int, int, list[int]]] = []
+    results: list[list | None] = [None] * len(groups)
+    children: list[tuple[int, int, int]] = []  # (group index, pid, read end of its pipe)
     try:
-        for group in groups[1:]:
-            children.append(_fork(train_group, group, prepare))
-        models = list(train_group(groups[0], bar_total))
+        for index in range(1, len(groups)):
+            with contextlib.suppress(OSError):
+                children.append((index, *_fork(train_group, groups[index], prepare)))
+        results[0] = list(train_group(groups[0], bar_total))
         while children:
-            pid, read_fd, group = children[0]
-            models.extend(_collect(pid, read_fd, group, train_group))
-            children.pop(0)
+            index, pid, read_fd = children.pop(0)
+            results[index] = _collect(pid, read_fd, groups[index], train_group)
+        for index, group in enumerate(groups):
+            if results[index] is None:
+                results[index] = list(train_group(group, None))
     finally:
-        for pid, read_fd, _ in children:  # stopped early: end the children still running
+        for _, pid, read_fd in children:  # stopped early: end the children still running
             with contextlib.suppress(OSError):
                 os.close(read_fd)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            _end(pid)
+    models = [model for group_models in results for model in group_models]
     for model in models:
         finish(model)
     return models
 
 
-def _fork(train_group: TrainGroup, group: list[int], prepare) -> tuple[int, int, list[int]]:
-    """A child training ``group``: (its pid, the read end of its pipe, the group)."""
+def _fork(train_group: TrainGroup, group: list[int], prepare) -> tuple[int, int]:
+    """A child training ``group``: (its pid, the read end of its pipe)."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:  # the child: never returns
         os.close(read_fd)
         _child(train_group, group, prepare, write_fd)
     os.close(write_fd)
-    return pid, read_fd, group
+    return pid, read_fd
+
+
+def _end(pid: int) -> None:
+    """Kill the child ``pid`` (if it still runs) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _child(train_group: TrainGroup, group: list[int], prepare, write_fd: int) -> None:
@@ -226,9 +246,13 @@ def _die_with_parent() -> None:
 
 def _collect(pid: int, read_fd: int, group: list[int], train_group: TrainGroup) -> list:
     """A child's models (its output and warnings replayed here), after it ended."""
-    with os.fdopen(read_fd, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # e.g. Ctrl-C while reading: the child may be mid-write
+        _end(pid)
+        raise
     if not data:
         raise RuntimeError(f"the process training seeds {group} in lockstep ended without "
                            f"a result ({_how_it_ended(status)}); train_seeds(..., "

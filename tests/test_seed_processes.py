@@ -120,6 +120,16 @@ def test_one_process_forks_nothing(monkeypatch):
     assert len(train_seeds(CONFIG, "CartPole-v1", [0, 1], 256, processes=1)) == 2
 
 
+def test_a_process_that_cannot_be_made_trains_its_group_here(monkeypatch):
+    def no_process():
+        raise OSError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(os, "fork", no_process)
+    models = train_seeds(CONFIG, "CartPole-v1", [0, 1, 2], 512, processes=2)
+    assert [m.seed for m in models] == [0, 1, 2]
+    for model, seed in zip(models, [0, 1, 2]):
+        assert_lone_equal(model, CONFIG, "CartPole-v1", seed, 512)
+
+
 @pytest.mark.usefixtures("no_children_left")
 def test_a_childs_error_is_raised_here_and_no_child_is_left(monkeypatch):
     original = lockstep_module._train_group
