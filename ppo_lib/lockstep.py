@@ -178,9 +178,9 @@ def _train_group(config: Mapping[str, Any], env_id: str, seeds: list[int],
     if any(type(m.policy) not in (CategoricalActorCritic, GaussianActorCritic)
            or fast_gradient_step(m.policy, m.optimizer) is None for m in models):
         # not the written-out step's MLP: each seed alone, made again (the global
-        # random state is the last model's now)
-        return [_lone(PPO(policy, env_id, seed=seed, **config), total_timesteps,
-                      bar_total is not None) for seed in seeds]
+        # random state is the last model's now), as a group of one
+        return [model for seed in seeds for model in _train_group(
+            config, env_id, [seed], bar_total, total_timesteps=total_timesteps, policy=policy)]
     bar_seeds = None if bar_total is None else bar_total // total_timesteps
     Lockstep(models, generators).learn(total_timesteps, bar_seeds)
     for model, generator in zip(models, generators):

@@ -204,3 +204,21 @@ def test_cpu_seconds_count_the_children():
     train_seeds(CONFIG, "CartPole-v1", [0, 1, 2, 3], 2048, processes=2)
     total, here = cpu_seconds() - start, time.process_time() - own
     assert total > 1.5 * here  # the child's group did about as much as this process's
+
+
+def test_a_policy_the_batched_step_cannot_take_trains_each_seed_alone():
+    """A global forward hook turns the written-out step off (fast_gradient_step is None):
+    each seed of each group trains alone, here or in a child, and each model still carries
+    the torch random state its lone run leaves (a child's global state does not come back)."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    calls = []
+    handle = register_module_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        models = train_seeds(CONFIG, "CartPole-v1", [0, 1, 2, 3], 512, processes=2)
+        assert calls  # the hook ran: the reference path trained
+        for model, seed in zip(models, [0, 1, 2, 3]):
+            assert model.lockstep_rng_state is not None
+            assert_lone_equal(model, CONFIG, "CartPole-v1", seed, 512)
+    finally:
+        handle.remove()
