@@ -48,6 +48,16 @@ def _aligned_copy(x: Tensor) -> Tensor:
     return x.clone(memory_format=torch.contiguous_format)
 
 
+def apart_empty(*shape: int) -> Tensor:
+    """An uninitialised (K, ...) tensor laid out for ``rowwise``'s rule (there, or to compute
+    exp / log in place): contiguous when each seed's slice is whole vector steps, else its
+    slices one element apart (each seed's elements in one run, as the lone tensor's)."""
+    K, per_seed = shape[0], int(np.prod(shape[1:]))
+    if per_seed % VECTOR_RUN == 0:
+        return torch.empty(shape)
+    return torch.empty(K, per_seed + 1)[:, :per_seed].unflatten(1, shape[1:])
+
+
 def rowwise(fn, x: Tensor) -> Tensor:
     """``fn`` (an elementwise exp or log) of x (K, ...), each seed's slice split into vector
     steps and rest as the lone tensor is: batched when each slice is whole vector steps,
@@ -56,19 +66,9 @@ def rowwise(fn, x: Tensor) -> Tensor:
     flat = x.reshape(K, -1)
     if flat.is_contiguous() and flat.shape[1] % VECTOR_RUN == 0:
         return fn(x)
-    apart = torch.empty(K, flat.shape[1] + 1)[:, :flat.shape[1]]
+    apart = apart_empty(*flat.shape)
     apart.copy_(flat)
     return fn(apart).reshape(x.shape)
-
-
-def apart_empty(*shape: int) -> Tensor:
-    """An uninitialised (K, ...) tensor laid out for ``rowwise``'s rule, to compute exp / log
-    in place: contiguous when each seed's slice is whole vector steps, else its slices one
-    element apart (each seed's elements in one run, as the lone tensor's)."""
-    K, per_seed = shape[0], int(np.prod(shape[1:]))
-    if per_seed % VECTOR_RUN == 0:
-        return torch.empty(shape)
-    return torch.empty(K, per_seed + 1)[:, :per_seed].unflatten(1, shape[1:])
 
 
 def logsumexp(x: Tensor, buffers: dict | None = None) -> Tensor:
