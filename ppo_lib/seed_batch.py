@@ -95,9 +95,11 @@ class SeedPolicy:
         noise drawn from its own generator in the shape ``policy.forward`` draws it
         (``categorical_sample`` / ``GaussianActorCritic.forward``)."""
         noise, rows = self._noise(head.shape)
-        draw = torch.randn if self.gaussian else torch.rand
-        for row, generator in zip(rows, generators):
-            draw(row.shape, generator=generator, out=row)
+        for row, generator in zip(rows, generators):  # torch.randn / torch.rand's draws
+            if self.gaussian:
+                row.normal_(generator=generator)
+            else:
+                row.uniform_(generator=generator)
         if self.gaussian:  # a = mu + sigma * N(0, 1); log pi(a|s) as gaussian_log_prob
             mean, log_std = head, self.log_std.unsqueeze(1)
             actions = mean + rowwise(torch.exp, log_std) * noise

@@ -29,14 +29,20 @@ def _aligned(x: Tensor) -> bool:
     return x.data_ptr() % (4 * ALIGN) == 0
 
 
+def seed_aligned_empty(*shape: int) -> Tensor:
+    """An uninitialised (K, ...) tensor whose seed slices are each contiguous from a 64-byte
+    boundary (padded to multiples of 16 floats), as the lone run's fresh tensors are."""
+    per_seed = int(np.prod(shape[1:]))
+    stride = -(-per_seed // ALIGN) * ALIGN
+    return aligned_empty(shape[0], stride)[:, :per_seed].view(shape)
+
+
 def seed_aligned(x: Tensor) -> Tensor:
-    """x (K, ...) with every seed's slice contiguous from a 64-byte boundary, as the lone run's
-    fresh tensors are: x itself, or a copy whose slices are padded to multiples of 16."""
+    """x (K, ...) laid out as ``seed_aligned_empty``: x itself, or such a copy."""
     per_seed = x.numel() // x.shape[0]
     if _aligned(x) and x.is_contiguous() and per_seed % ALIGN == 0:
         return x
-    stride = -(-per_seed // ALIGN) * ALIGN
-    out = aligned_empty(x.shape[0], stride)[:, :per_seed].view(x.shape)
+    out = seed_aligned_empty(*x.shape)
     out.copy_(x)
     return out
 
@@ -111,6 +117,9 @@ class Layer:
         self.buffers: dict[tuple, Tensor] = {}
         # the batched products' operands that do not change (views of the flat buffers)
         self.bias_rows, self.weight_t = self.bias.unsqueeze(1), self.weight.transpose(1, 2)
+        self.weights_t = [lin.weight.detach().t() for lin in linears]  # per seed, for addmm
+        self.rows: dict[tuple, list[Tensor]] = {}       # seed_rows' buffers, per seed
+        self.arrays: dict[tuple, np.ndarray] = {}       # workspace buffers' numpy views
 
     def workspace(self, name: str, *shape: int) -> Tensor:
         """This layer's buffer ``name`` of ``shape``, the same memory every step (its output,
@@ -120,7 +129,17 @@ class Layer:
         key = (name, shape)
         if key not in self.buffers:
             self.buffers[key] = aligned_empty(*shape)
+            self.arrays[key] = self.buffers[key].numpy()
         return self.buffers[key]
+
+    def seed_rows(self, name: str, *shape: int) -> list[Tensor]:
+        """This layer's buffer ``name`` (``seed_aligned_empty``, the same memory every step)
+        as one tensor per seed, for products that run seed by seed."""
+        key = (name, shape)
+        if key not in self.buffers:
+            self.buffers[key] = seed_aligned_empty(*shape)
+            self.rows[key] = list(self.buffers[key])
+        return self.rows[key]
 
     def small(self, batch: int) -> bool:
         """Whether this layer's products for a batch are under BMM_SMALL multiply-adds."""
@@ -128,25 +147,32 @@ class Layer:
 
     def forward(self, x: Tensor) -> Tensor:
         """y = act(x W^T + b) for each seed: x (K, B, in) -> (K, B, out)."""
-        def alone():
-            return torch.stack([torch.addmm(lin.bias, _aligned_copy(x[k]), lin.weight.t())
-                                for k, lin in enumerate(self.linears)])
+        def alone():  # each seed's addmm, as the lone run's, into its row of a buffer
+            rows = self.seed_rows("alone", *x.shape[:2], self.out_features)
+            for x_k, lin, weight_t, row in zip(seed_aligned(x).unbind(0), self.linears,
+                                               self.weights_t, rows):
+                torch.addmm(lin.bias, x_k, weight_t, out=row)
+            return self.buffers[("alone", (*x.shape[:2], self.out_features))]
         key = ("forward", x.shape[1])
         if self.per_seed or self.small(x.shape[1]) or self.exact.get(key) is False:
             y = alone()
         else:
+            shape = (*x.shape[:2], self.out_features)
             y = torch.baddbmm(self.bias_rows, seed_aligned(x), self.weight_t,
-                              out=self.workspace("y", *x.shape[:2], self.out_features))
+                              out=self.workspace("y", *shape))
             if key not in self.exact:  # this CPU's kernels: checked once per shape
                 reference = alone()
                 self.exact[key] = torch.equal(y, reference)
-                y = reference
+                return self.activate(reference)
+            return self.activate(y, self.arrays[("y", shape)])
         return self.activate(y)
 
-    def activate(self, y: Tensor) -> Tensor:
-        """The activation of y, in place (y is this layer's own: its buffer, or fresh)."""
+    def activate(self, y: Tensor, array: np.ndarray | None = None) -> Tensor:
+        """The activation of y, in place (y is this layer's own buffer; ``array``: its numpy
+        view, kept with the buffer)."""
         if self.act is tanh and y.dtype is torch.float32:  # fastpath.tanh is numpy's here
-            np.tanh(y.numpy(), out=y.numpy())
+            array = y.numpy() if array is None else array
+            np.tanh(array, out=array)
             return y
         if self.act is torch.relu:
             return y.relu_()
