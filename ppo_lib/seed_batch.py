@@ -72,11 +72,13 @@ class SeedPolicy:
         index = {id(p): o for p, o in zip(params[0], offsets)}
         policies = [m.policy for m in models]
         ex = [p.mlp_extractor for p in policies]
-        self.shared = seed_layers([list(e.shared_net) for e in ex], index, self.flat, self.grad)
+        pool: dict = {}  # the backward's input-gradient buffers, shared by all the layers
+        self.shared = seed_layers([list(e.shared_net) for e in ex], index, self.flat,
+                                  self.grad, pool)
         self.pi = seed_layers([list(e.policy_net) + [p.action_net]
-                               for e, p in zip(ex, policies)], index, self.flat, self.grad)
+                               for e, p in zip(ex, policies)], index, self.flat, self.grad, pool)
         self.vf = seed_layers([list(e.value_net) + [p.value_net]
-                               for e, p in zip(ex, policies)], index, self.flat, self.grad)
+                               for e, p in zip(ex, policies)], index, self.flat, self.grad, pool)
         if self.gaussian:
             o, n = index[id(first.policy.log_std)], first.policy.log_std.numel()
             self.log_std, self.log_std_grad = self.flat[:, o:o + n], self.grad[:, o:o + n]
@@ -151,10 +153,13 @@ class SeedPolicy:
         self._saved = None
         if grad_log_std is not None:
             self.log_std_grad.copy_(grad_log_std)
+        # the value net first: its activations, the last computed, are still in the cache
         has_trunk = len(self.shared) > 0
-        d_pi = backward_layers(self.pi, saved_pi, grad_head, has_trunk)
         d_vf = backward_layers(self.vf, saved_vf, grad_values.unsqueeze(-1), has_trunk)
-        if has_trunk:
+        if has_trunk:  # a pool buffer, which the policy net's backward reuses
+            d_vf = d_vf.clone()
+        d_pi = backward_layers(self.pi, saved_pi, grad_head, has_trunk)
+        if has_trunk:  # d_pi + d_vf: float addition commutes, the lone run's sum
             backward_layers(self.shared, saved_shared, d_pi + d_vf, False)
         # clip_grad_norm_: scale by min(1, max_norm / (||g|| + 1e-6)), ||g|| of each seed's
         # row (vector_norm of the lone run's flat buffer)

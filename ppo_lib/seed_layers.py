@@ -97,7 +97,8 @@ class Layer:
     """One Linear (+ activation) of the K seeds: weight (K, out, in) and bias (K, out), and
     their gradients, as views of the flat (K, total) buffers."""
 
-    def __init__(self, linears: list[nn.Linear], activation, offsets, flat, grad):
+    def __init__(self, linears: list[nn.Linear], activation, offsets, flat, grad,
+                 pool: dict | None = None, depth: int = 0):
         self.linears = linears
         self.act, self.act_backward = activation
         self.out_features, self.in_features = linears[0].weight.shape
@@ -115,6 +116,11 @@ class Layer:
         # the per-seed products where they differ ({(kind, batch, ...): batched is exact})
         self.exact: dict[tuple, bool] = {}
         self.buffers: dict[tuple, Tensor] = {}
+        # the input gradients' buffers, shared by the layers of all K seeds' nets (``pool``),
+        # two per shape: layer ``depth`` writes dx into one while it reads its gradient from
+        # the other (the dx of the layer above, which the activation's backward overwrites)
+        self.pool = {} if pool is None else pool
+        self.depth = depth
         # the batched products' operands that do not change (views of the flat buffers)
         self.bias_rows, self.weight_t = self.bias.unsqueeze(1), self.weight.transpose(1, 2)
         self.weights_t = [lin.weight.detach().t() for lin in linears]  # per seed, for addmm
@@ -140,6 +146,14 @@ class Layer:
             self.buffers[key] = seed_aligned_empty(*shape)
             self.rows[key] = list(self.buffers[key])
         return self.rows[key]
+
+    def input_grad_buffer(self, shape: torch.Size) -> Tensor:
+        """The pool's buffer for this layer's dL/dx: one of two per shape, by depth's parity
+        (a smaller working set than a buffer per layer: it stays in the core's cache)."""
+        key = ("dx", self.depth % 2, tuple(shape))
+        if key not in self.pool:
+            self.pool[key] = aligned_empty(*shape)
+        return self.pool[key]
 
     def small(self, batch: int) -> bool:
         """Whether this layer's products for a batch are under BMM_SMALL multiply-adds."""
@@ -183,9 +197,8 @@ class Layer:
 
             d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
         """
-        if self.act_backward in BACKWARD_INTO:
-            grad = BACKWARD_INTO[self.act_backward](grad, y,
-                                                    grad_input=self.workspace("grad", *y.shape))
+        if self.act_backward in BACKWARD_INTO:  # in place: grad is this step's, spent here
+            grad = BACKWARD_INTO[self.act_backward](grad, y, grad_input=grad)
         elif self.act_backward is not None:
             grad = self.act_backward(grad, y)
 
@@ -200,8 +213,8 @@ class Layer:
         else:
             grad_aligned = seed_aligned(grad)
             torch.bmm(grad_aligned.transpose(1, 2), seed_aligned(x), out=self.weight_grad)
-            dx = torch.bmm(grad_aligned, self.weight, out=self.workspace(
-                "dx", *x.shape)) if input_grad else None
+            dx = torch.bmm(grad_aligned, self.weight,
+                           out=self.input_grad_buffer(x.shape)) if input_grad else None
             if key not in self.exact:  # this CPU's kernels: checked once per shape
                 batched_dw = self.weight_grad.clone()
                 reference = alone()
@@ -213,9 +226,10 @@ class Layer:
 
 
 def seed_layers(modules_per_seed: list[list[nn.Module]], index: dict, flat: Tensor,
-                grad: Tensor) -> list[Layer]:
+                grad: Tensor, pool: dict | None = None) -> list[Layer]:
     """The K seeds' copies of one mlp() (plus a head) as Layers; ``index``: a parameter's
-    id -> its offset in a row of ``flat``."""
+    id -> its offset in a row of ``flat``; ``pool``: the input gradients' buffers, shared
+    with the network's other Layers."""
     layers = []
     first = modules_per_seed[0]
     for i, module in enumerate(first):
@@ -225,7 +239,7 @@ def seed_layers(modules_per_seed: list[list[nn.Module]], index: dict, flat: Tens
             if i + 1 < len(first) and type(first[i + 1]) in ACTIVATIONS:
                 activation = ACTIVATIONS[type(first[i + 1])]
             offsets = (index[id(module.weight)], index[id(module.bias)])
-            layers.append(Layer(linears, activation, offsets, flat, grad))
+            layers.append(Layer(linears, activation, offsets, flat, grad, pool, len(layers)))
     return layers
 
 
@@ -241,7 +255,8 @@ def run_layers(layers: list[Layer], x: Tensor, saved: list | None = None) -> Ten
 
 def backward_layers(layers: list[Layer], saved: list, grad: Tensor, need_input_grad: bool):
     """``fastpath._backward`` for K seeds: dL/d(output) -> .grad of each layer (in place),
-    dL/d(input) when ``need_input_grad`` or there are layers below."""
+    dL/d(input) when ``need_input_grad`` or there are layers below. ``grad`` is overwritten;
+    the dL/d(input) returned is a pool buffer, valid until the next backward."""
     for i in range(len(layers) - 1, -1, -1):
         x, y = saved[i]
         grad = layers[i].backward(x, y, grad, i > 0 or need_input_grad)

@@ -87,8 +87,12 @@ def assert_lone_equal(model, config, env_id, seed, total_timesteps):
     (dict(n_envs=3, n_steps=20, batch_size=25, n_epochs=2, normalize_advantage=False,
           gae_lambda=1.0), "CartPole-v1", [4, 2], 300),
     (dict(HEALTHY, n_envs=4, n_steps=16, batch_size=64), "Acrobot-v1", [1, 0, 2], 256),  # A = 3
+    # a Tanh trunk under nets of unequal depth and width: the backward's pooled input-
+    # gradient buffers (two per shape, shared by all layers) and the trunk's d_pi + d_vf
+    (dict(HEALTHY, n_epochs=3, policy_kwargs=dict(
+        net_arch=dict(shared=[64], pi=[64, 64], vf=[32]))), "CartPole-v1", [2, 6], 512),
 ], ids=["cartpole-K1", "cartpole-vector-K3", "pendulum-K2", "mixed-K3", "odd-sizes",
-        "acrobot-K3"])
+        "acrobot-K3", "tanh-trunk-K2"])
 def test_each_seed_equals_its_lone_run(config, env_id, seeds, steps):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # batch_size 25 does not divide 60
