@@ -55,6 +55,7 @@ from .returns import gae
 from .rollout import Rollout, check_finite, obs_tensor
 from .seed_batch import SeedPolicy, approx_kl, clip_fractions, normalized_advantages
 from .seed_envs import SeedEnvs, after_env_step
+from .seed_layers import aligned_empty
 from .seed_processes import check_processes, check_seeds, seed_groups, train_groups
 from .validation import check_finite_parameters, check_positive_int
 
@@ -288,12 +289,18 @@ class Lockstep:
     def collect(self, bar=None) -> None:
         """``collect_rollout`` for the K models: one batched forward pass per step, each
         model's env, normaliser and random stream its own (the vectorised CartPole without
-        normalisers: one env step and one batch of rewards and dones for all)."""
+        normalisers: one env step and one batch of rewards and dones for all, written
+        through numpy views as ``collect_rollout_fast`` writes them)."""
         models, K, n = self.models, self.K, self.models[0].n_envs
         rollout, together = self.rollout, self.envs.together()
+        T = rollout.obs.shape[1]
         with torch.no_grad():
             obs = torch.stack([obs_tensor(m.last_obs) for m in models])
-            for t in range(rollout.obs.shape[1]):
+            if together:
+                obs_in = aligned_empty(*obs.shape)  # the next observations, one buffer
+                carts_in = obs_in.numpy().reshape(K * n, -1)
+                rewards_buf, dones_buf = rollout.rewards.numpy(), rollout.dones.numpy()
+            for t in range(T):
                 head, values = self.net.heads(obs)
                 actions, log_probs = self.net.sample(head, self.generators)
                 rollout.obs[:, t] = obs
@@ -301,13 +308,11 @@ class Lockstep:
                 rollout.values[:, t] = values
                 rollout.log_probs[:, t] = log_probs
                 if together:
-                    carts, rollout.rewards[:, t], rollout.dones[:, t] = \
-                        self.envs.step_together(actions)
-                    for k, model in enumerate(models):
-                        model.last_obs = carts[k * n:(k + 1) * n]
-                        model.num_timesteps += n
-                    obs = torch.from_numpy(carts).clone(
-                        memory_format=torch.contiguous_format).view(K, n, -1)
+                    carts, rewards, dones = self.envs.step_together(actions)
+                    rewards_buf[:, t] = rewards.reshape(K, n)
+                    dones_buf[:, t] = dones.reshape(K, n)
+                    carts_in[...] = carts
+                    obs = obs_in
                 else:
                     for k, (model, result) in enumerate(zip(models, self.envs.step(actions))):
                         model.last_obs, rewards, dones = after_env_step(model, *result)
@@ -317,6 +322,10 @@ class Lockstep:
                     obs = torch.stack([obs_tensor(m.last_obs) for m in models])
                 if bar is not None:
                     bar.update(bar.seeds * n)
+            if together:  # each model's last observations and steps
+                for k, model in enumerate(models):
+                    model.last_obs = carts[k * n:(k + 1) * n]
+                    model.num_timesteps += n * T
             rollout.last_values[:] = self.net.heads(obs)[1]
 
     # --- the update ---------------------------------------------------------------------

@@ -58,26 +58,26 @@ class SeedEnvs:
         """Whether ``step_together`` applies: the vectorised CartPole, no normalisers."""
         return self.carts is not None and all(m.normalizer is None for m in self.models)
 
-    def step_together(self, actions: Tensor) -> tuple[np.ndarray, Tensor, Tensor]:
+    def step_together(self, actions: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``step`` and ``after_env_step`` of every model at once (``together()``): the next
-        observations of all K x n carts (K x n, obs_dim), rewards and dones (K, n) float32,
-        each time-limit bootstrap by its own model's value head, as ``after_env_step``."""
+        observations of all K x n carts (K x n, obs_dim), rewards (float64, or float32 after
+        a time-limit bootstrap, each by its own model's value head, as ``after_env_step``)
+        and dones (bool), each (K x n,): the rollout's float32 buffers take them as
+        ``after_env_step``'s casts give them."""
         obs, rewards, terminated, truncated, infos = self.carts.step(
             actions.reshape(-1).numpy())
-        dones = terminated | truncated
-        timeouts = truncated & ~terminated
-        rewards = rewards.astype(np.float32, copy=True)
-        if timeouts.any():  # bootstrap: the episode would have gone on
-            for k, model in enumerate(self.models):
-                part = slice(k * self.n, (k + 1) * self.n)
-                mine = timeouts[part]
-                if mine.any():
-                    final_obs = infos["final_obs"][part][mine]
-                    values = model.policy.predict_values(obs_tensor(final_obs)).numpy()
-                    rewards[part][mine] += model.gamma * values
-        K = len(self.models)
-        return (obs, torch.from_numpy(rewards).view(K, self.n),
-                torch.from_numpy(dones.astype(np.float32)).view(K, self.n))
+        if truncated.any():
+            timeouts = truncated & ~terminated
+            if timeouts.any():  # bootstrap: the episode would have gone on
+                rewards = rewards.astype(np.float32, copy=True)
+                for k, model in enumerate(self.models):
+                    part = slice(k * self.n, (k + 1) * self.n)
+                    mine = timeouts[part]
+                    if mine.any():
+                        final_obs = infos["final_obs"][part][mine]
+                        values = model.policy.predict_values(obs_tensor(final_obs)).numpy()
+                        rewards[part][mine] += model.gamma * values
+        return obs, rewards, terminated | truncated
 
     def rollout_row(self, k: int) -> dict[str, float]:
         """SB3's rollout keys of model k's recent episodes (``logger.rollout_row``)."""

@@ -264,6 +264,39 @@ def test_grouped_cartpoles_step_as_each_seed_alone_through_time_limits():
         assert same(model.env.get_state(), a.get_state())
 
 
+def test_one_step_of_all_seeds_bootstraps_time_limits_as_each_seed_alone():
+    """``SeedEnvs.step_together`` (one step of K x n carts, rewards and dones for all, as the
+    rollout's float32 buffers take them) against ``after_env_step`` of each seed's own env:
+    the time-limit bootstrap by each model's own value head included."""
+    from ppo_lib.seed_envs import SeedEnvs, after_env_step
+    from ppo_lib.vector_cartpole import CartPoleVecEnv
+
+    config = dict(n_envs=4, n_steps=8, batch_size=32, vectorization_mode="vector_entry_point")
+    models = [PPO("MlpPolicy", "CartPole-v1", seed=seed, **config) for seed in (5, 1, 9)]
+    alone = [CartPoleVecEnv("CartPole-v1", 4, seed=seed) for seed in (5, 1, 9)]
+    envs = SeedEnvs(models)
+    assert envs.together()
+    obs = np.concatenate(envs.reset())
+    for a in alone:
+        a.reset()
+    bootstrapped = 0
+    for _ in range(1100):  # as in collect: no autograd
+        actions = torch.from_numpy((obs[:, 2] + obs[:, 3] > 0).astype(np.int64)).view(3, 4)
+        with torch.no_grad():
+            obs, rewards, dones = envs.step_together(actions)
+        rewards_buf, dones_buf = np.empty(12, np.float32), np.empty(12, np.float32)
+        rewards_buf[:], dones_buf[:] = rewards, dones  # as the rollout's buffers take them
+        for k, (model, a) in enumerate(zip(models, alone)):
+            with torch.no_grad():
+                next_obs, want_rewards, want_dones = after_env_step(
+                    model, *a.step(actions[k].numpy()))
+            assert same(obs[4 * k:4 * k + 4], next_obs)
+            assert same(torch.from_numpy(rewards_buf[4 * k:4 * k + 4]), want_rewards)
+            assert same(torch.from_numpy(dones_buf[4 * k:4 * k + 4]), want_dones)
+        bootstrapped += int((rewards_buf != rewards_buf.round()).sum())
+    assert bootstrapped > 0  # rewards 1 + gamma * V(final obs): time limits were reached
+
+
 def test_a_trained_model_saves_and_loads_as_its_lone_run(tmp_path):
     model = train_seeds(HEALTHY, "CartPole-v1", [0, 1], 512, processes=1)[1]
     lone = PPO("MlpPolicy", "CartPole-v1", seed=1, **HEALTHY).learn(512)
