@@ -294,19 +294,21 @@ class Lockstep:
         models, K, n = self.models, self.K, self.models[0].n_envs
         rollout, together = self.rollout, self.envs.together()
         T = rollout.obs.shape[1]
+        obs_buf, actions_buf, values_buf, log_probs_buf, rewards_buf, dones_buf = (
+            x.numpy() for x in (rollout.obs, rollout.actions, rollout.values,
+                                rollout.log_probs, rollout.rewards, rollout.dones))
         with torch.no_grad():
             obs = torch.stack([obs_tensor(m.last_obs) for m in models])
             if together:
                 obs_in = aligned_empty(*obs.shape)  # the next observations, one buffer
                 carts_in = obs_in.numpy().reshape(K * n, -1)
-                rewards_buf, dones_buf = rollout.rewards.numpy(), rollout.dones.numpy()
             for t in range(T):
                 head, values = self.net.heads(obs)
                 actions, log_probs = self.net.sample(head, self.generators)
-                rollout.obs[:, t] = obs
-                rollout.actions[:, t] = actions
-                rollout.values[:, t] = values
-                rollout.log_probs[:, t] = log_probs
+                obs_buf[:, t] = obs.numpy()
+                actions_buf[:, t] = actions.numpy()
+                values_buf[:, t] = values.numpy()
+                log_probs_buf[:, t] = log_probs.numpy()
                 if together:
                     carts, rewards, dones = self.envs.step_together(actions)
                     rewards_buf[:, t] = rewards.reshape(K, n)

@@ -81,8 +81,8 @@ def logsumexp(x: Tensor, buffers: dict | None = None) -> Tensor:
     """``torch.logsumexp(x, -1)`` as torch's CPU kernel computes it (max, exp of the
     difference, sum, log, add the max back), its exp and log seed by seed (in ``buffers``'
     ``apart_empty`` tensors for x's shape, reused: made there on the first call)."""
-    maxes = torch.amax(x, -1, keepdim=True)
-    maxes = maxes.masked_fill(maxes.abs() == float("inf"), 0)
+    maxes = torch.amax(x, -1, keepdim=True)  # an infinite max counts as 0 (NaN stays NaN)
+    maxes = torch.nan_to_num(maxes, nan=float("nan"), posinf=0.0, neginf=0.0)
     buffers = {} if buffers is None else buffers
     if x.shape not in buffers:
         buffers[x.shape] = apart_empty(*x.shape), apart_empty(*x.shape[:-1])

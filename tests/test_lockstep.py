@@ -341,3 +341,21 @@ def test_a_cpu_whose_batched_products_round_otherwise_still_gets_lone_runs(monke
         assert_lone_equal(model, config, "CartPole-v1", seed, 512)
     verdicts = [ok for exact in checked for ok in exact.values()]
     assert verdicts and not any(verdicts)  # every batched product was found off, and avoided
+
+
+@pytest.mark.parametrize("B, A", [(1, 2), (8, 2), (25, 3), (256, 2)])
+def test_batched_logsumexp_gives_each_seed_torchs_bits(B, A):
+    """seed_layers.logsumexp of (K, B, A) logits: each seed's slice as ``torch.logsumexp``
+    of the lone (B, A) tensor, infinite and NaN logits included."""
+    from ppo_lib.seed_layers import logsumexp
+
+    logits = torch.randn(3, B, A, generator=torch.Generator().manual_seed(B)) * 30
+    logits[0, 0, 0] = float("inf")
+    logits[1, 0] = float("-inf")
+    logits[2, -1, -1] = float("nan")
+    buffers: dict = {}
+    for _ in range(2):  # the buffers made, then reused
+        got = logsumexp(logits, buffers)
+        for k in range(3):
+            torch.testing.assert_close(got[k], torch.logsumexp(logits[k].clone(), -1),
+                                       rtol=0, atol=0, equal_nan=True)
