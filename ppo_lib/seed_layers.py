@@ -128,10 +128,10 @@ class Layer:
         self.arrays: dict[tuple, np.ndarray] = {}       # workspace buffers' numpy views
 
     def workspace(self, name: str, *shape: int) -> Tensor:
-        """This layer's buffer ``name`` of ``shape``, the same memory every step (its output,
-        its gradients): a fresh (K, 256, 64) tensor each step would be written cold, outside
-        the cache, which costs more than the product that fills it (measured: batched
-        training about 15% faster with these). 64-byte aligned, as a fresh tensor."""
+        """This layer's buffer ``name`` of ``shape``, the same memory every step (its
+        output): a fresh (K, 256, 64) tensor each step would be written cold, outside the
+        cache, which costs more than the product that fills it (measured: batched training
+        about 15% faster with these). 64-byte aligned, as a fresh tensor."""
         key = (name, shape)
         if key not in self.buffers:
             self.buffers[key] = aligned_empty(*shape)
