@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+import ran_in_browser
+
 REPO = Path(__file__).resolve().parents[2]
 LESSONS = REPO / "lessons"
 SOLUTIONS = REPO / "solutions"
@@ -169,6 +171,7 @@ def lab(chromium_path, tmp_path_factory) -> LabServer:
     tmp = tmp_path_factory.mktemp("jupyterlab")
     root = tmp / "lessons"
     shutil.copytree(LESSONS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    digests = {p.stem: ran_in_browser.digest(p) for p in root.glob("*.ipynb")}  # as copied
     dirs = {name: tmp / name.lower() for name in
             ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR",
              "IPYTHONDIR", "MPLCONFIGDIR")}
@@ -191,6 +194,7 @@ def lab(chromium_path, tmp_path_factory) -> LabServer:
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     server = LabServer(root, port, token, proc, log)
+    server.lesson_digests = digests
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import ran_in_browser
+
 REPO = Path(__file__).resolve().parents[2]
 LESSONS, SOLUTIONS = REPO / "lessons", REPO / "solutions"
 
@@ -303,6 +305,8 @@ def test_run_all_without_errors(runner, lesson):
         first = verdicts.filter(has_text=NOT_DONE).first
         first.scroll_into_view_if_needed()
         assert first.is_visible(), f"{lesson}: the '{NOT_DONE}' verdict is not visible"
+    # the lesson ran top to bottom as nbval-lax would run it: the Makefile need not run it again
+    ran_in_browser.record(lesson, runner.lab.lesson_digests[lesson])
 
 
 def _widget_state(widget) -> dict:
