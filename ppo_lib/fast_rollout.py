@@ -12,6 +12,8 @@ a vector step. ``collect_rollout_fast`` does the same steps with the same number
     rewards, dones       cast by the assignment into the float32 buffers (numpy's cast
                          rounds as ``astype`` does)
     the timeout check    ``truncated & ~terminated`` only when something was truncated
+    the policy           ``policy.heads`` without ``nn.Module`` calls (``mlp_heads``: the
+                         same ``F.linear``s, numpy's tanh in place), then ``policy.sample``
 
 Every env step, policy call, random draw, normaliser update and ``on_step`` call is
 ``collect_rollout``'s, in the same order; the timeout bootstrap is its code. It covers
@@ -28,7 +30,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+import torch.nn.functional as F
+
 from .envs import VecEnv
+from .fastpath import _layers, has_hooks, tanh
 from .normalization import Normalizer
 from .policies import CategoricalActorCritic, GaussianActorCritic, clip_actions
 from .rollout import Rollout, obs_tensor
@@ -45,6 +50,42 @@ def applies(policy: torch.nn.Module, env, rollout: Rollout, last_obs: np.ndarray
             and rollout.obs.dtype == torch.float32
             and isinstance(last_obs, np.ndarray) and last_obs.dtype == np.float32
             and last_obs.shape == tuple(rollout.obs.shape[1:]))
+
+
+def mlp_heads(policy: torch.nn.Module) -> Callable[[torch.Tensor], tuple] | None:
+    """``policy.heads`` for ``obs`` without autograd, as a function of the MLP's layer list:
+    the operations ``run_mlp`` and the heads run (``F.linear``; the tanh of
+    ``fastpath.tanh``, numpy's, here in place) without the ``nn.Module`` calls around them
+    (about a sixth of a rollout's policy call). None if a layer is of another kind or a
+    module has a forward hook (``policy(obs)`` runs it): call the policy."""
+    ex = policy.mlp_extractor
+    nets = [_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
+                                           [policy.action_net], [policy.value_net])]
+    if any(layers is None for layers in nets) or hooked(policy):
+        return None
+    shared, pi, vf, action_head, value_head = nets
+    pi, vf = pi + action_head, vf + value_head
+
+    def apply(layers, x):
+        for weight, bias, act, _ in layers:
+            x = F.linear(x, weight, bias)
+            if act is tanh:
+                a = x.numpy()
+                np.tanh(a, out=a)  # fastpath.tanh's numbers, without a new tensor
+            elif act is not None:
+                x = act(x)
+        return x
+
+    def heads(obs):
+        trunk = apply(shared, obs)
+        return apply(pi, trunk), apply(vf, trunk).squeeze(-1)
+
+    return heads
+
+
+def hooked(policy: torch.nn.Module) -> bool:
+    """Whether calling ``policy`` runs a forward hook, its own, a submodule's or a global one."""
+    return any(has_hooks(module) for module in policy.modules())
 
 
 def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
@@ -65,10 +106,15 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
         x.numpy() for x in (rollout.obs, rollout.actions, rollout.rewards, rollout.dones,
                             rollout.values, rollout.log_probs))
     with torch.no_grad():
+        heads = mlp_heads(policy)
         for t in range(rollout.n_steps):
             obs_in[...] = last_obs
             obs_buf[t] = obs_in
-            actions, values, log_probs = policy(obs)
+            if heads is not None:
+                head, values = heads(obs)
+                actions, log_probs = policy.sample(head)
+            else:
+                actions, values, log_probs = policy(obs)
             env_actions = actions.numpy()
             if box:
                 env_actions = clip_actions(env_actions, action_space)  # the notes' error 9
@@ -92,7 +138,10 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
             rewards_buf[t] = rewards
             dones_buf[t] = dones
             last_obs = next_obs
-            if on_step is not None and on_step() is False:
-                return last_obs, False
+            if on_step is not None:
+                if on_step() is False:
+                    return last_obs, False
+                if heads is not None and hooked(policy):  # a callback added a hook
+                    heads = None
         rollout.last_values[:] = policy.predict_values(obs_tensor(last_obs))
     return last_obs, True

@@ -139,8 +139,14 @@ class CategoricalPolicy(ActorCritic):
     def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """-> actions (B,) int64, values (B,), log_probs (B,)."""
         logits, values = self.heads(obs)
+        actions, log_probs = self.sample(logits, deterministic)
+        return actions, values, log_probs
+
+    def sample(self, logits: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+        """a ~ pi(.|s) from the logits (the most likely action if ``deterministic``), and
+        log pi(a|s)   -> actions (B,) int64, log_probs (B,)."""
         actions = logits.argmax(-1) if deterministic else categorical_sample(logits)
-        return actions, values, categorical_log_prob(logits, actions)
+        return actions, categorical_log_prob(logits, actions)
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
@@ -226,12 +232,18 @@ class GaussianActorCritic(MlpActorCritic):
     def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """-> actions (B, action_dim) unclipped, values (B,), log_probs (B,)."""
         mean, values = self.heads(obs)
+        actions, log_probs = self.sample(mean, deterministic)
+        return actions, values, log_probs
+
+    def sample(self, mean: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+        """a = mu + sigma * eps, eps ~ N(0, I) (the mean if ``deterministic``), and
+        log pi(a|s)   -> actions (B, action_dim) unclipped, log_probs (B,)."""
         if deterministic:
             actions = mean
         else:
             # a sample, not a reparameterised path: no gradient flows through it (as .sample())
             actions = (mean + self.log_std.exp() * torch.randn_like(mean)).detach()
-        return actions, values, gaussian_log_prob(mean, self.log_std, actions)
+        return actions, gaussian_log_prob(mean, self.log_std, actions)
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""

@@ -171,3 +171,55 @@ def test_only_where_it_applies():
                  action_space=multi).policy
     assert collect_rollout_fast(policy, model.env, rollout, obs, 0.99) is None
     assert model.env.get_state()["returns"].sum() == 0  # nothing was stepped
+
+
+@pytest.mark.parametrize("env_id, arch, activation", [
+    ("CartPole-v1", None, torch.nn.Tanh),
+    ("CartPole-v1", dict(shared=[32], pi=[64], vf=[16, 16]), torch.nn.ReLU),
+    ("Pendulum-v1", dict(pi=[8], vf=[]), torch.nn.Tanh),
+])
+def test_mlp_heads_are_the_policys_heads(env_id, arch, activation):
+    """mlp_heads: policy.heads without nn.Module calls, the same bits, on a rollout's batch
+    sizes (one env, eight, 64)."""
+    from ppo_lib.fast_rollout import mlp_heads
+
+    policy = PPO("MlpPolicy", env_id, seed=0, policy_kwargs=dict(net_arch=arch,
+                                                                 activation_fn=activation),
+                 ).policy
+    heads = mlp_heads(policy)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n in (1, 8, 64):
+            obs = torch.randn(n, policy.obs_dim, generator=generator) * 3
+            for ours, theirs in zip(heads(obs), policy.heads(obs)):
+                assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+
+
+class HookAt(BaseCallback):
+    """At call ``at``, a forward hook on the policy's value head that adds 1 to V(s): from
+    then on a collector must run it, as calling the policy does."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.calls = at, []
+
+    def _on_step(self) -> bool:
+        if self.n_calls == self.at:
+            self.model.policy.value_net.register_forward_hook(
+                lambda module, args, out: self.calls.append(len(out)) or out + 1.0)
+        self.seen = digest(self.model)
+        return True
+
+
+def test_a_hook_added_mid_rollout_runs_from_the_next_step(monkeypatch):
+    """Hooks force the plain policy call (mlp_heads would skip them); a hook that a callback
+    adds in the middle of a rollout changes the next step's values in both collectors.
+    (Learning with a hook uses the reference update too: the rollout is what is compared.)"""
+    from ppo_lib.fast_rollout import mlp_heads
+
+    config, env, _ = CASES["zoo"]
+    (fast, fast_cb), (reference, ref_cb) = train_both(monkeypatch, config, env, 256,
+                                                      lambda: HookAt(5))
+    assert fast_cb.calls == ref_cb.calls and len(fast_cb.calls) >= 32 - 5
+    assert fast_cb.seen == ref_cb.seen
+    assert mlp_heads(fast.policy) is None
