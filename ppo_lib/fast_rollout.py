@@ -33,7 +33,7 @@ from gymnasium import spaces
 import torch.nn.functional as F
 
 from .envs import VecEnv
-from .fastpath import _layers, has_hooks, tanh
+from .fastpath import _layers, has_hooks, tanh, tanh_
 from .normalization import Normalizer
 from .policies import CategoricalActorCritic, GaussianActorCritic, clip_actions
 from .rollout import Rollout, obs_tensor
@@ -70,8 +70,7 @@ def mlp_heads(policy: torch.nn.Module) -> Callable[[torch.Tensor], tuple] | None
         for weight, bias, act, _ in layers:
             x = F.linear(x, weight, bias)
             if act is tanh:
-                a = x.numpy()
-                np.tanh(a, out=a)  # fastpath.tanh's numbers, without a new tensor
+                tanh_(x)  # fastpath.tanh's numbers, without a new tensor
             elif act is not None:
                 x = act(x)
         return x

@@ -68,6 +68,14 @@ def tanh(x: Tensor) -> Tensor:
     return out
 
 
+def tanh_(x: Tensor) -> Tensor:
+    """``tanh(x)`` written into ``x`` (a float32 tensor outside autograd, e.g. a layer's fresh
+    output): numpy's numbers, without a new tensor -> x."""
+    array = x.numpy()
+    np.tanh(array, out=array)
+    return x
+
+
 # activation -> (its function, its backward from the gradient at its output and the output)
 ACTIVATIONS = {nn.Tanh: (tanh, torch.ops.aten.tanh_backward),
                nn.ReLU: (torch.relu, _relu_backward)}  # BACKWARD_INTO: written into a tensor
@@ -230,7 +238,9 @@ def _forward(layers, x: Tensor, saved: list) -> Tensor:
     """The layers applied to x, each layer's (input, output) appended to ``saved``."""
     for weight, bias, act, _ in layers:
         y = torch.addmm(bias, x, weight.t())
-        if act is not None:
+        if act is tanh and y.dtype is torch.float32:  # (loss() runs without autograd)
+            tanh_(y)
+        elif act is not None:
             y = act(y)
         saved.append((x, y))
         x = y
