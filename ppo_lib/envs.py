@@ -122,13 +122,11 @@ class VecEnv:
 
     def step(self, actions: np.ndarray):
         n = self.num_envs
-        rewards = np.zeros(n, dtype=np.float32)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
-        ended = np.zeros(n, dtype=bool)
+        step_rewards = []  # as the envs returned them (float64 below: the returns' type)
+        ended = []         # the envs whose episode ended, in order
         final_obs = None
-        ep_returns = np.zeros(n)
-        ep_lengths = np.zeros(n, dtype=np.int64)
         actions = actions.tolist() if self._discrete else actions
         for i, env in enumerate(self.envs):
             result = env.step(actions[i])
@@ -139,28 +137,32 @@ class VecEnv:
                 self._checked_obs(i, obs, "step()")
             if not isinstance(reward, (int, float, np.number)):
                 reward = _number_reward(env, i, reward)
-            rewards[i], terminated[i], truncated[i] = reward, term, trunc
-            self._returns[i] += reward
-            self._lengths[i] += 1
+            step_rewards.append(reward)
+            terminated[i], truncated[i] = term, trunc
             if term or trunc:
                 if final_obs is None:
                     final_obs = np.zeros_like(self._obs)
                 final_obs[i] = obs
-                ended[i] = True
+                ended.append(i)
+                obs = self._checked_obs(i, _reset_obs(env, i), "reset()")
+            self._obs[i] = obs
+        step_rewards = np.array(step_rewards, dtype=np.float64)
+        self._returns += step_rewards
+        self._lengths += 1
+        infos: dict[str, Any] = {"_final_obs": terminated | truncated,
+                                 "final_obs": final_obs if final_obs is not None
+                                 else np.zeros_like(self._obs)}
+        if ended:  # the finished episodes' statistics, then new episodes start at 0
+            ep_returns, ep_lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+            for i in ended:
                 ep_returns[i], ep_lengths[i] = self._returns[i], self._lengths[i]
                 self.episode_returns.append(float(self._returns[i]))
                 self.episode_lengths.append(int(self._lengths[i]))
-                self.episode_count += 1
                 self._returns[i], self._lengths[i] = 0.0, 0
-                obs = self._checked_obs(i, _reset_obs(env, i), "reset()")
-            self._obs[i] = obs
-        infos: dict[str, Any] = {"_final_obs": ended,
-                                 "final_obs": final_obs if final_obs is not None
-                                 else np.zeros_like(self._obs)}
-        if ended.any():
+            self.episode_count += len(ended)
             infos["episode_return"], infos["episode_length"] = ep_returns, ep_lengths
         self.last_obs = self._obs.copy()
-        return self.last_obs, rewards, terminated, truncated, infos
+        return self.last_obs, step_rewards.astype(np.float32), terminated, truncated, infos
 
     def close(self) -> None:
         for env in self.envs:

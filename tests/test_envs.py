@@ -59,6 +59,51 @@ def test_episode_statistics():
     assert env.episode_count == 2
 
 
+class TenthsEnv(gym.Env):
+    """Rewards 0.1 (a float), np.float32(0.2), int 3, np.float64(0.7) in turn; env i ends
+    (terminated) after 2 + i steps: several endings in one step, in other envs' order."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+    REWARDS = (0.1, np.float32(0.2), 3, np.float64(0.7))
+
+    def __init__(self, length):
+        self.length = length
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        reward = self.REWARDS[self.t % 4]
+        self.t += 1
+        return np.array([self.t], np.float32), reward, self.t == self.length, False, {}
+
+
+def test_rewards_float32_returns_summed_in_float64():
+    """Each step's rewards as float32; an episode's return the float64 sum of what the env
+    returned (not of the float32 copies), reported where and in the order episodes end."""
+    env = VecEnv([lambda: TenthsEnv(4), lambda: TenthsEnv(2), lambda: TenthsEnv(4)])
+    env.reset()
+    seen = []
+    for _ in range(4):
+        _, rewards, terminated, _, infos = env.step(np.array([0, 0, 0]))
+        assert rewards.dtype == np.float32
+        seen.append((rewards.tolist(), terminated.tolist(), infos.get("episode_return")))
+    expected_return = 0.0
+    for reward in TenthsEnv.REWARDS:
+        expected_return += float(reward)
+    assert seen[0][0] == [np.float32(0.1), np.float32(0.1), np.float32(0.1)]
+    assert seen[1][1] == [False, True, False] and seen[1][2][1] == 0.1 + float(np.float32(0.2))
+    assert seen[3][1] == [True, True, True]
+    assert seen[3][2].tolist() == [expected_return, 0.1 + float(np.float32(0.2)), expected_return]
+    short = 0.1 + float(np.float32(0.2))
+    assert list(env.episode_returns) == [short, expected_return, short, expected_return]
+    assert list(env.episode_lengths) == [2, 4, 2, 4]
+    assert env.episode_count == len(env.episode_returns)
+
+
 def test_state_roundtrip_resumes_exactly():
     a = make_vec_env("CartPole-v1", n_envs=2, seed=3)
     a.reset()
