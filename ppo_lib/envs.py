@@ -122,10 +122,8 @@ class VecEnv:
 
     def step(self, actions: np.ndarray):
         n = self.num_envs
-        terminated = np.zeros(n, dtype=bool)
-        truncated = np.zeros(n, dtype=bool)
-        step_rewards = []  # as the envs returned them (float64 below: the returns' type)
-        ended = []         # the envs whose episode ended, in order
+        terminated, truncated = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        step_rewards, ended = [], []  # rewards as returned; the envs whose episode ended
         final_obs = None
         actions = actions.tolist() if self._discrete else actions
         for i, env in enumerate(self.envs):

@@ -33,7 +33,7 @@ from gymnasium import spaces
 import torch.nn.functional as F
 
 from .envs import VecEnv
-from .fastpath import _layers, has_hooks, tanh, tanh_
+from .fastpath import has_hooks, mlp_layers, tanh, tanh_
 from .normalization import Normalizer
 from .policies import CategoricalActorCritic, GaussianActorCritic, clip_actions
 from .rollout import Rollout, obs_tensor
@@ -59,7 +59,7 @@ def mlp_heads(policy: torch.nn.Module) -> Callable[[torch.Tensor], tuple] | None
     (about a sixth of a rollout's policy call). None if a layer is of another kind or a
     module has a forward hook (``policy(obs)`` runs it): call the policy."""
     ex = policy.mlp_extractor
-    nets = [_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
+    nets = [mlp_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
                                            [policy.action_net], [policy.value_net])]
     if any(layers is None for layers in nets) or hooked(policy):
         return None

@@ -13,7 +13,7 @@ y = act(x W^T + b),
 
 Clipping and Adam then run on one flat buffer holding every parameter: the parameters, their
 .grad and Adam's state are views into it, so state_dict, save and load see ordinary tensors.
-Each parameter's slice starts at a 64-byte boundary (``ALIGN``): the CPU matrix kernels round
+Each parameter's slice starts at a 64-byte boundary (``ppo_lib.flat_buffer``): the CPU matrix kernels round
 differently for operands off such a boundary (a (B, 64) x (64, 1) value head at a 4-byte
 offset: another last bit of V(s)), and a save / load / learn resume must equal the run
 without the pause (tests/test_save_load.py).
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
+from .flat_buffer import aligned_zeros, flat_copy, layout, views
 from .gradients import categorical_loss_and_gradients, gaussian_loss_and_gradients
 from .losses import PPOLossTerms
 
@@ -180,44 +181,8 @@ def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
 
 
 # --- the whole gradient step ------------------------------------------------------------
-ALIGN = 16  # floats (64 bytes, a cache line and an AVX-512 register): each slice's start
-
-
-def _raw_buffer(numel: int) -> Tensor:  # the tests replace it: buffers at odd addresses
-    return torch.zeros(numel)
-
-
-def _aligned_zeros(numel: int) -> Tensor:
-    """``numel`` zeros from a 64-byte boundary, wherever ``_raw_buffer``'s memory starts."""
-    raw = _raw_buffer(numel + ALIGN)
-    shift = (-raw.data_ptr() % (4 * ALIGN)) // raw.element_size()
-    return raw[shift:shift + numel]
-
-
-def _layout(sizes: list[int]) -> tuple[list[int], int]:
-    """Offsets of slices of these sizes, each rounded up to ALIGN elements -> (offsets,
-    total). The padding holds zeros (no gradient, no Adam update: they stay 0)."""
-    offsets, total = [], 0
-    for size in sizes:
-        offsets.append(total)
-        total += -(-size // ALIGN) * ALIGN
-    return offsets, total
-
-
-def _views(buffer: Tensor, offsets: list[int], params: list[Tensor]) -> list[Tensor]:
-    """Each parameter's slice of a flat buffer, in the parameter's shape."""
-    return [buffer[o:o + p.numel()].view_as(p) for o, p in zip(offsets, params)]
-
-
-def _flat_copy(tensors: list[Tensor], offsets: list[int], total: int) -> Tensor:
-    """A fresh aligned buffer holding copies of ``tensors`` at ``offsets``."""
-    buffer = _aligned_zeros(total)
-    for view, t in zip(_views(buffer, offsets, tensors), tensors):
-        view.copy_(t.detach())
-    return buffer
-
-
-def _layers(modules: list[nn.Module]) -> list[tuple[Tensor, Tensor, object, object]] | None:
+def mlp_layers(modules: list[nn.Module],
+               ) -> list[tuple[Tensor, Tensor, object, object]] | None:
     """An ``mlp()``'s modules as [(weight, bias, activation, activation_backward)], None if
     they are anything else (another layer or activation, a Linear without bias, a hook)."""
     layers = []
@@ -285,7 +250,7 @@ class MlpGradientStep:
                 or any(a is not b for a, b in zip(group["params"], params))):
             return None
         ex = policy.mlp_extractor
-        nets = [_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
+        nets = [mlp_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
                                                [policy.action_net], [policy.value_net])]
         if any(layers is None for layers in nets):
             return None
@@ -314,30 +279,30 @@ class MlpGradientStep:
         if self._flat is not None and self.is_bound():
             return True
         params, state = self.params, self.optimizer.state
-        offsets, total = _layout([p.numel() for p in params])
+        offsets, total = layout([p.numel() for p in params])
         with torch.no_grad():
-            self._flat = _flat_copy(params, offsets, total)
-            self._grad = _aligned_zeros(total)
+            self._flat = flat_copy(params, offsets, total)
+            self._grad = aligned_zeros(total)
             started = all(p in state and "exp_avg" in state[p] for p in params)
             if started:
                 self._steps = torch.stack([state[p]["step"].float() for p in params])
                 if not bool((self._steps == self._steps[0]).all()):
                     self._flat = None
                     return False
-                self._exp_avg = _flat_copy([state[p]["exp_avg"] for p in params], offsets,
+                self._exp_avg = flat_copy([state[p]["exp_avg"] for p in params], offsets,
                                            total)
-                self._exp_avg_sq = _flat_copy([state[p]["exp_avg_sq"] for p in params],
+                self._exp_avg_sq = flat_copy([state[p]["exp_avg_sq"] for p in params],
                                               offsets, total)
             else:
                 self._steps = torch.zeros(len(params))
-                self._exp_avg = _aligned_zeros(total)
-                self._exp_avg_sq = _aligned_zeros(total)
+                self._exp_avg = aligned_zeros(total)
+                self._exp_avg_sq = aligned_zeros(total)
             # one step count per parameter, as torch keeps them, advanced by one add_
             steps = list(self._steps.unbind())
             for p, value, grad, avg, avg_sq, step in zip(
-                    params, _views(self._flat, offsets, params),
-                    _views(self._grad, offsets, params), _views(self._exp_avg, offsets, params),
-                    _views(self._exp_avg_sq, offsets, params), steps):
+                    params, views(self._flat, offsets, params),
+                    views(self._grad, offsets, params), views(self._exp_avg, offsets, params),
+                    views(self._exp_avg_sq, offsets, params), steps):
                 p.data, p.grad = value, grad
                 state[p] = {"step": step, "exp_avg": avg, "exp_avg_sq": avg_sq}
         self._views = [(p.grad, state[p]["exp_avg"], state[p]["exp_avg_sq"], state[p]["step"])

@@ -248,17 +248,17 @@ def test_training_does_not_depend_on_where_the_buffers_sit(monkeypatch, env):
     """Every parameter's slice of the flat buffers starts at a 64-byte boundary, wherever
     the memory comes from: buffers placed 4, 8, ..., 60 bytes off a boundary train bit for
     bit as the allocator's own (the matrix kernels round by their operands' addresses)."""
-    from ppo_lib import fastpath
+    from ppo_lib import flat_buffer
 
     reference = _train(True, env=env, updates=3)
     for floats in (1, 2, 3, 4, 5, 8, 13, 15):
-        monkeypatch.setattr(fastpath, "_raw_buffer",
+        monkeypatch.setattr(flat_buffer, "raw_buffer",
                             lambda numel, k=floats: torch.zeros(numel + k)[k:])
         model = _train(True, env=env, updates=3)
         step = model._gradient_step
         assert step._flat.data_ptr() % 64 == 0, floats
         for buffer in (step._flat, step._grad, step._exp_avg, step._exp_avg_sq):
-            assert buffer.storage_offset() == fastpath.ALIGN  # k floats in, moved 16 - k on
+            assert buffer.storage_offset() == flat_buffer.ALIGN  # k floats in, moved 16 - k on
         for p in model.policy.parameters():
             assert p.data_ptr() % 64 == p.grad.data_ptr() % 64 == 0
             state = model.optimizer.state[p]
@@ -267,10 +267,10 @@ def test_training_does_not_depend_on_where_the_buffers_sit(monkeypatch, env):
 
 
 def test_flat_layout_pads_each_parameter_to_a_boundary():
-    from ppo_lib.fastpath import ALIGN, _layout
+    from ppo_lib.flat_buffer import ALIGN, layout
 
-    assert _layout([1, 192, 64, 16, 17]) == ([0, 16, 208, 272, 288], 320)
-    assert _layout([]) == ([], 0)
+    assert layout([1, 192, 64, 16, 17]) == ([0, 16, 208, 272, 288], 320)
+    assert layout([]) == ([], 0)
     assert ALIGN * 4 == 64
 
 
