@@ -28,9 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from gymnasium import spaces
-
 import torch.nn.functional as F
+from gymnasium import spaces
 
 from .envs import VecEnv
 from .fastpath import has_hooks, mlp_layers, tanh, tanh_
