@@ -13,10 +13,10 @@ y = act(x W^T + b),
 
 Clipping and Adam then run on one flat buffer holding every parameter: the parameters, their
 .grad and Adam's state are views into it, so state_dict, save and load see ordinary tensors.
-Each parameter's slice starts at a 64-byte boundary (``ppo_lib.flat_buffer``): the CPU matrix kernels round
-differently for operands off such a boundary (a (B, 64) x (64, 1) value head at a 4-byte
-offset: another last bit of V(s)), and a save / load / learn resume must equal the run
-without the pause (tests/test_save_load.py).
+Each parameter's slice starts at a 64-byte boundary (``ppo_lib.flat_buffer``): the CPU matrix
+kernels round differently for operands off such a boundary (a (B, 64) x (64, 1) value head
+at a 4-byte offset: another last bit of V(s)), and a save / load / learn resume must equal
+the run without the pause (tests/test_save_load.py).
 
 Also here: ``LeanAdam`` (torch's Adam calling its fused kernel), ``adam_step``, ``norms``,
 ``clip_grad_norm``, ``tanh``, ``run_mlp`` (an ``mlp()`` without ``nn.Module.__call__``).
@@ -199,15 +199,17 @@ def mlp_layers(modules: list[nn.Module],
     return layers
 
 
-def _forward(layers, x: Tensor, saved: list) -> Tensor:
-    """The layers applied to x, each layer's (input, output) appended to ``saved``."""
+def forward_layers(layers, x: Tensor, saved: list | None = None) -> Tensor:
+    """``mlp_layers``' layers applied to x without autograd, y = act(x W^T + b) (``F.linear``'s
+    product; tanh written into y), each layer's (input, output) appended to ``saved``."""
     for weight, bias, act, _ in layers:
         y = torch.addmm(bias, x, weight.t())
-        if act is tanh and y.dtype is torch.float32:  # (loss() runs without autograd)
+        if act is tanh and y.dtype is torch.float32:
             tanh_(y)
         elif act is not None:
             y = act(y)
-        saved.append((x, y))
+        if saved is not None:
+            saved.append((x, y))
         x = y
     return x
 
@@ -251,7 +253,7 @@ class MlpGradientStep:
             return None
         ex = policy.mlp_extractor
         nets = [mlp_layers(list(net)) for net in (ex.shared_net, ex.policy_net, ex.value_net,
-                                               [policy.action_net], [policy.value_net])]
+                                                  [policy.action_net], [policy.value_net])]
         if any(layers is None for layers in nets):
             return None
         step = cls(policy, optimizer, *nets)
@@ -290,9 +292,9 @@ class MlpGradientStep:
                     self._flat = None
                     return False
                 self._exp_avg = flat_copy([state[p]["exp_avg"] for p in params], offsets,
-                                           total)
+                                          total)
                 self._exp_avg_sq = flat_copy([state[p]["exp_avg_sq"] for p in params],
-                                              offsets, total)
+                                             offsets, total)
             else:
                 self._steps = torch.zeros(len(params))
                 self._exp_avg = aligned_zeros(total)
@@ -338,9 +340,9 @@ class MlpGradientStep:
                 None if clip_range_vf is None else float(clip_range_vf))
         with torch.no_grad():
             saved_shared, saved_pi, saved_vf = [], [], []
-            trunk = _forward(self.shared, batch.obs.float(), saved_shared)
-            head = _forward(self.pi, trunk, saved_pi)  # logits, or the Gaussian's mean
-            values = _forward(self.vf, trunk, saved_vf).squeeze(-1)
+            trunk = forward_layers(self.shared, batch.obs.float(), saved_shared)
+            head = forward_layers(self.pi, trunk, saved_pi)  # logits, or the Gaussian's mean
+            values = forward_layers(self.vf, trunk, saved_vf).squeeze(-1)
             if self.gaussian:
                 (total, policy, value, entropy, log_ratio, ratio, grad_head, grad_log_std,
                  grad_values) = gaussian_loss_and_gradients(

@@ -59,9 +59,9 @@ def test_episode_statistics():
     assert env.episode_count == 2
 
 
-class TenthsEnv(gym.Env):
-    """Rewards 0.1 (a float), np.float32(0.2), int 3, np.float64(0.7) in turn; env i ends
-    (terminated) after 2 + i steps: several endings in one step, in other envs' order."""
+class MixedRewardsEnv(gym.Env):
+    """Rewards 0.1 (a float), np.float32(0.2), int 3, np.float64(0.7) in turn; terminates
+    after ``length`` steps."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -83,25 +83,23 @@ class TenthsEnv(gym.Env):
 
 def test_rewards_float32_returns_summed_in_float64():
     """Each step's rewards as float32; an episode's return the float64 sum of what the env
-    returned (not of the float32 copies), reported where and in the order episodes end."""
-    env = VecEnv([lambda: TenthsEnv(4), lambda: TenthsEnv(2), lambda: TenthsEnv(4)])
+    returned (not of the float32 copies), reported where and in the order episodes end
+    (episodes of 4, 2 and 4 steps: env 1 ends at steps 2 and 4, all three at step 4)."""
+    env = VecEnv([lambda: MixedRewardsEnv(4), lambda: MixedRewardsEnv(2),
+                  lambda: MixedRewardsEnv(4)])
     env.reset()
-    seen = []
-    for _ in range(4):
-        _, rewards, terminated, _, infos = env.step(np.array([0, 0, 0]))
+    steps = [env.step(np.array([0, 0, 0])) for _ in range(4)]
+    short = 0.1 + float(np.float32(0.2))               # 2 steps, summed in float64
+    full = short + float(3) + float(np.float64(0.7))   # 4 steps
+    for _, rewards, _, _, _ in steps:
         assert rewards.dtype == np.float32
-        seen.append((rewards.tolist(), terminated.tolist(), infos.get("episode_return")))
-    expected_return = 0.0
-    for reward in TenthsEnv.REWARDS:
-        expected_return += float(reward)
-    assert seen[0][0] == [np.float32(0.1), np.float32(0.1), np.float32(0.1)]
-    assert seen[1][1] == [False, True, False] and seen[1][2][1] == 0.1 + float(np.float32(0.2))
-    assert seen[3][1] == [True, True, True]
-    assert seen[3][2].tolist() == [expected_return, 0.1 + float(np.float32(0.2)), expected_return]
-    short = 0.1 + float(np.float32(0.2))
-    assert list(env.episode_returns) == [short, expected_return, short, expected_return]
-    assert list(env.episode_lengths) == [2, 4, 2, 4]
-    assert env.episode_count == len(env.episode_returns)
+    assert steps[0][1].tolist() == [np.float32(0.1)] * 3
+    assert steps[1][2].tolist() == [False, True, False]
+    assert steps[1][4]["episode_return"][1] == short
+    assert steps[3][2].tolist() == [True, True, True]
+    assert steps[3][4]["episode_return"].tolist() == [full, short, full]
+    assert list(env.episode_returns) == [short, full, short, full]
+    assert list(env.episode_lengths) == [2, 4, 2, 4] and env.episode_count == 4
 
 
 def test_state_roundtrip_resumes_exactly():
