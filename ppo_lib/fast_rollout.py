@@ -31,7 +31,7 @@ import torch
 from gymnasium import spaces
 
 from .envs import VecEnv
-from .fastpath import forward_layers, has_hooks, mlp_layers
+from .fastpath import forward_layers, has_hooks, hook_check, mlp_layers
 from .normalization import Normalizer
 from .policies import CategoricalActorCritic, GaussianActorCritic, clip_actions
 from .rollout import Rollout, obs_tensor
@@ -70,10 +70,9 @@ def mlp_heads(policy: torch.nn.Module) -> Callable[[torch.Tensor], tuple] | None
     return heads
 
 
-def hooked(policy: torch.nn.Module, modules: list | None = None) -> bool:
-    """Whether calling ``policy`` runs a forward hook, its own, a submodule's or a global one
-    (``modules``: ``list(policy.modules())``, if known)."""
-    return any(has_hooks(module) for module in modules or policy.modules())
+def hooked(policy: torch.nn.Module) -> bool:
+    """Whether calling ``policy`` runs a forward hook, its own, a submodule's or a global one."""
+    return any(has_hooks(module) for module in policy.modules())
 
 
 def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
@@ -94,7 +93,7 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
         x.numpy() for x in (rollout.obs, rollout.actions, rollout.rewards, rollout.dones,
                             rollout.values, rollout.log_probs))
     with torch.no_grad():
-        heads, modules = mlp_heads(policy), list(policy.modules())
+        heads, hooked_now = mlp_heads(policy), hook_check(list(policy.modules()))
         for t in range(rollout.n_steps):
             obs_in[...] = last_obs
             obs_buf[t] = obs_in
@@ -129,7 +128,7 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
             if on_step is not None:
                 if on_step() is False:
                     return last_obs, False
-                if heads is not None and hooked(policy, modules):  # a callback added one
+                if heads is not None and hooked_now():  # a callback added one
                     heads = None
         rollout.last_values[:] = policy.predict_values(obs_tensor(last_obs))
     return last_obs, True

@@ -19,7 +19,7 @@ at a 4-byte offset: another last bit of V(s)), and a save / load / learn resume 
 the run without the pause (tests/test_save_load.py).
 
 Also here: ``LeanAdam`` (torch's Adam calling its fused kernel), ``adam_step``, ``norms``,
-``clip_grad_norm``, ``tanh``, ``run_mlp`` (an ``mlp()`` without ``nn.Module.__call__``).
+``clip_grad_norm``, ``clip_scale``, ``tanh``, ``run_mlp`` (an ``mlp()`` without ``nn.Module.__call__``).
 """
 
 from __future__ import annotations
@@ -87,6 +87,15 @@ def has_hooks(module: nn.Module) -> bool:
     """Whether calling ``module`` runs forward hooks, its own or global ones."""
     return bool(_global_forward_hooks or _global_forward_pre_hooks
                 or module._forward_hooks or module._forward_pre_hooks)
+
+
+def hook_check(modules: list[nn.Module]):
+    """``lambda: any(has_hooks(m) for m in modules)``, cheaper per call: the modules' hook
+    dicts (and the global ones) gathered once, then only their truthiness read, so a hook
+    registered later still counts. The rollout asks once per vector step."""
+    dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
+    dicts += [_global_forward_hooks, _global_forward_pre_hooks]
+    return lambda: any(dicts)
 
 
 def run_mlp(net: nn.Sequential, x: Tensor) -> Tensor:
@@ -170,6 +179,14 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, steps, group: dict) -> None:
 def norms(tensors: list[Tensor]) -> Tensor:
     """The 2-norm of each tensor, stacked (torch's foreach norm: one call for all)."""
     return torch.stack(torch._foreach_norm(tensors))
+
+
+def clip_scale(norm: float, max_norm: float) -> float:
+    """min(1, max_norm / (norm + 1e-6)), the factor ``clip_grad_norm_`` scales gradients by,
+    with the bits of its float32 tensor arithmetic (x + 1e-6, then 1 / x times max_norm, as
+    ``max_norm / tensor`` computes) in numpy float32 scalars: four tensor calls fewer."""
+    x = np.float32(norm) + np.float32(1e-6)
+    return float(min(np.float32(max_norm) * (np.float32(1) / x), np.float32(1)))
 
 
 def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
@@ -369,9 +386,8 @@ class MlpGradientStep:
             d_vf = _backward(self.vf, saved_vf, grad_values.unsqueeze(-1), has_trunk)
             if has_trunk:
                 _backward(self.shared, saved_shared, d_pi + d_vf, False)
-            # torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (||g|| + 1e-6))
-            norm = torch.linalg.vector_norm(self._grad)
-            self._grad.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
+            norm = torch.linalg.vector_norm(self._grad).item()
+            self._grad.mul_(clip_scale(norm, max_grad_norm))  # clip_grad_norm_
             self._steps.add_(1)
             adam_step([self._flat], [self._grad], [self._exp_avg], [self._exp_avg_sq],
                       [self._views[0][3]], group)  # weight decay 0: create() checked

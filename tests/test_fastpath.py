@@ -2,6 +2,8 @@
 (autograd on categorical_log_prob_entropy / evaluate_actions + ppo_loss_terms, clipping,
 Adam): first the loss and its hand-written gradient at the heads, then whole training runs."""
 
+import math
+
 import pytest
 import torch
 
@@ -293,3 +295,22 @@ def test_tanh_is_numpys_without_autograd_and_torchs_with_it():
     assert g.grad_fn is not None  # twice differentiable
     d = torch.linspace(-2, 2, 9, dtype=torch.float64)
     assert torch.equal(tanh(d), torch.tanh(d))  # other dtypes: torch's
+
+
+def test_clip_scale_has_the_bits_of_clip_grad_norms_tensor_arithmetic():
+    """fastpath.clip_scale (numpy float32 scalars) gives, bit for bit, the factor the
+    reference computes with float32 tensors, min(1, max_norm / (||g|| + 1e-6)), for norms
+    below, at and above max_norm, tiny and huge, and max_norm values the course uses. A
+    float64 version (max_norm / (norm + 1e-6) in Python floats) fails this."""
+    from ppo_lib.fastpath import clip_scale
+
+    g = torch.Generator().manual_seed(0)
+    norms = torch.cat([torch.rand(20000, generator=g) * 4, torch.rand(2000, generator=g) * 1e-5,
+                       10 ** (torch.rand(2000, generator=g) * 12 - 4),
+                       torch.tensor([0.0, 0.5, 1.0, 0.4999999, 0.5000001, 3e38])])
+    for max_norm in (0.5, 1.0, 0.3, 10.0):
+        expected = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+        got = torch.tensor([clip_scale(n, max_norm) for n in norms.tolist()])
+        assert torch.equal(got, expected), max_norm
+    assert clip_scale(float("inf"), 0.5) == 0.0
+    assert math.isnan(clip_scale(float("nan"), 0.5))
