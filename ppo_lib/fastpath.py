@@ -19,7 +19,8 @@ at a 4-byte offset: another last bit of V(s)), and a save / load / learn resume 
 the run without the pause (tests/test_save_load.py).
 
 Also here: ``LeanAdam`` (torch's Adam calling its fused kernel), ``adam_step``, ``norms``,
-``clip_grad_norm``, ``clip_scale``, ``tanh``, ``run_mlp`` (an ``mlp()`` without ``nn.Module.__call__``).
+``clip_grad_norm``, ``clip_scale``, ``tanh``, ``hook_check``, ``run_mlp`` (an ``mlp()``
+without ``nn.Module.__call__``).
 """
 
 from __future__ import annotations
