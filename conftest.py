@@ -14,7 +14,12 @@ Over the ``ipc`` transport the kernel's sockets are files in a directory made fo
 kernel alone: no port to lose, so no race. Windows has no ZeroMQ ipc in every build, so
 there the default (TCP) stays. And nbval sends a kernel's stderr to /dev/null, so a kernel
 that dies at start said nothing; here it goes to a file, and a kernel that fails to start
-raises with the file's last lines."""
+raises with the file's last lines.
+
+One more setting for the whole test run (this process, its xdist workers' and the kernels
+and servers they start): SB3's ``learn`` makes an empty log folder in the system temp dir on
+every call unless $SB3_LOGDIR names one, which left about a hundred ``/tmp/SB3-*`` folders
+per ``make test``; they go to a folder removed at exit."""
 
 import atexit
 import os
@@ -26,6 +31,7 @@ from jupyter_client.manager import KernelManager
 
 KERNEL_DIRS = tempfile.mkdtemp(prefix="nbval-kernels-")  # short: a socket path has <= 107 bytes
 atexit.register(shutil.rmtree, KERNEL_DIRS, ignore_errors=True)
+os.environ.setdefault("SB3_LOGDIR", os.path.join(KERNEL_DIRS, "sb3_logs"))
 STDERR_LINES = 40
 
 

@@ -8,17 +8,6 @@ import torch
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def sb3_logs_in_pytest_tmp(tmp_path_factory):
-    """SB3's ``learn`` makes an (empty) log folder in the system temp dir on every call
-    unless $SB3_LOGDIR names one: keep them in pytest's temp dir (kernels and servers the
-    tests start inherit it), not a hundred folders in /tmp per ``make test``."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
-    yield
-    patch.undo()
-
-
 @pytest.fixture
 def cartpole_spaces():
     env = gym.make("CartPole-v1")
