@@ -191,7 +191,7 @@ def clip_scale(norm: float, max_norm: float) -> float:
 
 
 def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_`` in three tensor calls: scale every gradient by
+    """``torch.nn.utils.clip_grad_norm_`` in four tensor calls: scale every gradient by
     min(1, max_norm / (||g||_2 + 1e-6)) (``clip_scale``), ||g|| the norm of all gradients
     together."""
     grads = [p.grad for p in params if p.grad is not None]

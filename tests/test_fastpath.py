@@ -314,3 +314,32 @@ def test_clip_scale_has_the_bits_of_clip_grad_norms_tensor_arithmetic():
         assert torch.equal(got, expected), max_norm
     assert clip_scale(float("inf"), 0.5) == 0.0
     assert math.isnan(clip_scale(float("nan"), 0.5))
+
+
+def test_hook_check_sees_hooks_registered_after_it_was_made():
+    """fastpath.hook_check(modules)() is has_hooks over the modules at every call: forward
+    hooks and pre-hooks registered later, on a module or globally, count; removed, they stop
+    counting. (The rollout makes the check once and asks it after every callback.)"""
+    from ppo_lib.fastpath import has_hooks, hook_check
+
+    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    modules = list(net.modules())
+    check = hook_check(modules)
+
+    def agrees():
+        return check() == any(has_hooks(m) for m in modules)
+
+    assert not check() and agrees()
+    registrations = [lambda: net[2].register_forward_hook(lambda m, a, out: out),
+                     lambda: net[0].register_forward_pre_hook(lambda m, a: None),
+                     lambda: nn.modules.module.register_module_forward_hook(
+                         lambda m, a, out: out),
+                     lambda: nn.modules.module.register_module_forward_pre_hook(
+                         lambda m, a: None)]
+    for register in registrations:
+        handle = register()
+        try:
+            assert check() and agrees()
+        finally:
+            handle.remove()
+        assert not check() and agrees()
