@@ -1,26 +1,24 @@
 """The update's fast path for MLP policies: the same step as the reference, less overhead
 (tests/test_fastpath.py). The only module that uses torch's internals.
 
-The reference step is lesson 05's ``PPO.train``: ``evaluate_actions``, ``ppo_loss_terms``,
-``loss.backward()``, clipping, Adam; on a CartPole minibatch each small tensor operation costs
-more in Python, dispatch and autograd bookkeeping than in arithmetic.
-``fast_gradient_step(policy, optimizer)`` returns the step written out (``MlpGradientStep``),
-or None (the reference runs): the forward pass keeping each layer's input and output, the
-loss and its gradient at the heads (``ppo_lib.gradients``), the backward pass of each layer
-y = act(x W^T + b),
+The reference step is lesson 05's ``PPO.train`` (``evaluate_actions``, ``ppo_loss_terms``,
+``loss.backward()``, clipping, Adam), where each small tensor operation costs more in Python,
+dispatch and autograd bookkeeping than in arithmetic. ``fast_gradient_step(policy, optimizer)``
+returns the step written out (``MlpGradientStep``), or None (the reference runs): the forward
+pass keeping each layer's input and output, the loss and its gradient at the heads
+(``ppo_lib.gradients``), the backward pass of each layer y = act(x W^T + b),
 
     d = dL/dy * act'(.),   dL/dW = d^T x,   dL/db = sum_batch d,   dL/dx = d W
 
-Clipping and Adam then run on one flat buffer holding every parameter: the parameters, their
-.grad and Adam's state are views into it, so state_dict, save and load see ordinary tensors.
-Each parameter's slice starts at a 64-byte boundary (``ppo_lib.flat_buffer``): the CPU matrix
-kernels round differently for operands off such a boundary (a (B, 64) x (64, 1) value head
-at a 4-byte offset: another last bit of V(s)), and a save / load / learn resume must equal
-the run without the pause (tests/test_save_load.py).
+Clipping and Adam then run on one flat buffer of every parameter (the parameters, their .grad
+and Adam's state are views into it: state_dict, save and load see ordinary tensors), each
+slice from a 64-byte boundary (``ppo_lib.flat_buffer``): the CPU matrix kernels round otherwise
+for operands off one (a value head at a 4-byte offset: another last bit of V(s)), and a save /
+load / learn resume must equal the run without the pause (tests/test_save_load.py).
 
 Also here: ``LeanAdam`` (torch's Adam calling its fused kernel), ``adam_step``, ``norms``,
-``clip_grad_norm``, ``clip_scale``, ``tanh``, ``hook_check``, ``run_mlp`` (an ``mlp()``
-without ``nn.Module.__call__``).
+``clip_grad_norm``, ``clip_scale``, ``tanh``, ``hook_check``, ``tree_hooked``, ``run_mlp``
+(an ``mlp()`` without ``nn.Module.__call__``).
 """
 
 from __future__ import annotations
@@ -39,13 +37,11 @@ from .losses import PPOLossTerms
 def fast_gradient_step(policy: nn.Module, optimizer: torch.optim.Optimizer,
                        step: MlpGradientStep | None = None) -> MlpGradientStep | None:
     """The written-out gradient step for ``policy`` trained by ``optimizer``, ready to use
-    (its flat buffers bound), or None: the reference path must run.
-
-    None for anything but a ``CategoricalActorCritic`` / ``GaussianActorCritic`` MLP of
-    Linear, Tanh and ReLU layers trained by ``LeanAdam`` (one parameter group, no weight
-    decay), and while a parameter is frozen or a forward hook would run (autograd's path
-    honours both). ``step``: the one this returned last time, reused while it fits.
-    """
+    (its flat buffers bound), or None: the reference path must run. None for anything but a
+    ``CategoricalActorCritic`` / ``GaussianActorCritic`` MLP of Linear, Tanh and ReLU layers
+    trained by ``LeanAdam`` (one parameter group, no weight decay), and while a parameter is
+    frozen or a forward hook would run (autograd's path honours both). ``step``: the one
+    this returned last time, reused while it fits."""
     if type(optimizer) is not LeanAdam:
         return None
     if step is None or step.policy is not policy or step.optimizer is not optimizer:
@@ -59,10 +55,9 @@ def _relu_backward(grad: Tensor, out: Tensor) -> Tensor:
 
 
 def tanh(x: Tensor) -> Tensor:
-    """``torch.tanh(x)``; without autograd, numpy's ``np.tanh``: on an AVX-512 CPU torch's
-    float32 tanh takes about 2 ns per element, numpy's 0.2 ns (a (256, 64) batch: 37 against
-    3 us). Both are within 1 ulp of the exact value (a third of the last bits differ). Where
-    autograd records (the reference path, TRPO's second derivatives) it is torch's."""
+    """``torch.tanh(x)``; without autograd numpy's ``np.tanh`` (on AVX-512 a tenth of torch's
+    float32 time; both within 1 ulp, a third of the last bits differ). Where autograd records
+    (the reference path, TRPO's second derivatives) it is torch's."""
     if torch.is_grad_enabled() and x.requires_grad or x.dtype is not torch.float32:
         return torch.tanh(x)
     out = torch.empty(x.shape)
@@ -90,20 +85,30 @@ def has_hooks(module: nn.Module) -> bool:
                 or module._forward_hooks or module._forward_pre_hooks)
 
 
+def tree_hooked(module: nn.Module) -> bool:
+    """``any(has_hooks(m) for m in module.modules())`` (whether calling ``module`` may run a
+    forward hook) in a fifth of the time: ``PPO.predict`` asks on every call."""
+    todo = [module]
+    while todo:
+        m = todo.pop()
+        if m._forward_hooks or m._forward_pre_hooks:
+            return True
+        todo += [child for child in m._modules.values() if child is not None]
+    return bool(_global_forward_hooks or _global_forward_pre_hooks)
+
+
 def hook_check(modules: list[nn.Module]):
-    """``lambda: any(has_hooks(m) for m in modules)``, cheaper per call: the modules' hook
-    dicts (and the global ones) gathered once, then only their truthiness read, so a hook
-    registered later still counts. The rollout asks once per vector step."""
+    """``lambda: any(has_hooks(m) for m in modules)``, cheaper per call (the rollout asks every
+    vector step): the hook dicts gathered once, their truthiness read (later hooks count)."""
     dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
     dicts += [_global_forward_hooks, _global_forward_pre_hooks]
     return lambda: any(dicts)
 
 
 def run_mlp(net: nn.Sequential, x: Tensor) -> Tensor:
-    """``net(x)`` for an ``mlp()``, each Linear and Tanh / ReLU applied as the function it
-    is: the same operations and numbers, without ``nn.Module.__call__``, whose bookkeeping
-    costs more than a 64-unit layer's arithmetic on a CartPole batch (the trainer runs this
-    tens of thousands of times). A layer of another kind, or one with hooks, is called."""
+    """``net(x)`` for an ``mlp()``, each Linear and Tanh / ReLU applied as the function it is
+    (the same operations and numbers) without ``nn.Module.__call__``, whose bookkeeping costs
+    more than a 64-unit layer's arithmetic. Another kind of layer, or a hooked one, is called."""
     hooked = bool(_global_forward_hooks or _global_forward_pre_hooks)
     for layer in net:
         kind = type(layer)
@@ -202,8 +207,8 @@ def clip_grad_norm(params: list[Tensor], max_norm: float) -> None:
 # --- the whole gradient step ------------------------------------------------------------
 def mlp_layers(modules: list[nn.Module],
                ) -> list[tuple[Tensor, Tensor, object, object]] | None:
-    """An ``mlp()``'s modules as [(weight, bias, activation, activation_backward)], None if
-    they are anything else (another layer or activation, a Linear without bias, a hook)."""
+    """An ``mlp()``'s modules as [(weight, bias, activation, activation_backward)], None for
+    anything else (another layer or activation, a Linear without bias, a hook)."""
     layers = []
     for i, module in enumerate(modules):
         if module._forward_hooks or module._forward_pre_hooks:

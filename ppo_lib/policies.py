@@ -143,10 +143,14 @@ class CategoricalPolicy(ActorCritic):
         return actions, values, log_probs
 
     def sample(self, logits: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
-        """a ~ pi(.|s) from the logits (the most likely action if ``deterministic``), and
-        log pi(a|s)   -> actions (B,) int64, log_probs (B,)."""
-        actions = logits.argmax(-1) if deterministic else categorical_sample(logits)
+        """An action (``draw``) and its log pi(a|s)   -> actions (B,) int64, log_probs (B,)."""
+        actions = self.draw(logits, deterministic)
         return actions, categorical_log_prob(logits, actions)
+
+    def draw(self, logits: Tensor, deterministic: bool = False) -> Tensor:
+        """a ~ pi(.|s) from the logits (the most likely action if ``deterministic``)   -> (B,)
+        int64."""
+        return logits.argmax(-1) if deterministic else categorical_sample(logits)
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""
@@ -236,14 +240,18 @@ class GaussianActorCritic(MlpActorCritic):
         return actions, values, log_probs
 
     def sample(self, mean: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
-        """a = mu + sigma * eps, eps ~ N(0, I) (the mean if ``deterministic``), and
-        log pi(a|s)   -> actions (B, action_dim) unclipped, log_probs (B,)."""
-        if deterministic:
-            actions = mean
-        else:
-            # a sample, not a reparameterised path: no gradient flows through it (as .sample())
-            actions = (mean + self.log_std.exp() * torch.randn_like(mean)).detach()
+        """An action (``draw``) and its log pi(a|s)   -> actions (B, action_dim) unclipped,
+        log_probs (B,)."""
+        actions = self.draw(mean, deterministic)
         return actions, gaussian_log_prob(mean, self.log_std, actions)
+
+    def draw(self, mean: Tensor, deterministic: bool = False) -> Tensor:
+        """a = mu + sigma * eps, eps ~ N(0, I) (the mean if ``deterministic``)   -> actions
+        (B, action_dim) unclipped."""
+        if deterministic:
+            return mean
+        # a sample, not a reparameterised path: no gradient flows through it (as .sample())
+        return (mean + self.log_std.exp() * torch.randn_like(mean)).detach()
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> values (B,), log_probs (B,), entropy (B,) of the given actions."""

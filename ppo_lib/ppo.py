@@ -27,7 +27,7 @@ from torch import nn
 
 from .callbacks import BaseCallback, as_callback
 from .envs import VecEnv, check_spaces, make_vec_env, set_random_seed
-from .fast_rollout import collect_rollout_fast
+from .fast_rollout import collect_rollout_fast, fast_actions
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
 from .full_batch import full_batch_update
 from .diagnostics import clipped_share
@@ -365,13 +365,17 @@ class PPO:
         """Actions for raw observations -> (actions, None), as SB3.
 
         ``obs`` is one observation (returns one action) or a batch (B, ...). Box actions
-        are clipped to the action space.
+        are clipped to the action space. With ``fast_path``, an MLP policy acts through its
+        actor alone (``fast_rollout.fast_actions``: the same actions, bit for bit).
         """
         obs, single = observation_batch(obs, self.observation_space)
         if self.normalizer is not None:
             obs = self.normalizer.obs(obs)
         with torch.no_grad():
-            actions = self.policy(obs_tensor(obs), deterministic=deterministic)[0]
+            obs = obs_tensor(obs)
+            actions = fast_actions(self.policy, obs, deterministic) if self.fast_path else None
+            if actions is None:
+                actions = self.policy(obs, deterministic=deterministic)[0]
         actions = clip_actions(actions.numpy(), self.action_space)
         return (actions[0] if single else actions), None
 

@@ -20,6 +20,7 @@ import ppo_lib.ppo
 from ppo_lib import PPO, presets
 from ppo_lib.callbacks import BaseCallback
 from ppo_lib.fast_rollout import collect_rollout_fast
+from ppo_lib.policies import MultiCategoricalActorCritic
 from ppo_lib.rollout import Rollout, collect_rollout
 from ppo_lib.vector_cartpole import CartPoleVecEnv
 from training_equality import assert_same_training
@@ -223,3 +224,68 @@ def test_a_hook_added_mid_rollout_runs_from_the_next_step(monkeypatch):
     assert fast_cb.calls == ref_cb.calls and len(fast_cb.calls) >= 32 - 5
     assert fast_cb.seen == ref_cb.seen
     assert mlp_heads(fast.policy) is None
+
+
+@pytest.mark.parametrize("env_id, arch, activation", [
+    ("CartPole-v1", None, torch.nn.Tanh),
+    ("CartPole-v1", dict(shared=[32], pi=[64], vf=[16, 16]), torch.nn.ReLU),
+    ("Pendulum-v1", dict(pi=[8], vf=[]), torch.nn.Tanh),
+    ("Pendulum-v1", dict(shared=[16], pi=[], vf=[8]), torch.nn.Tanh),
+])
+def test_fast_actions_are_the_policys_actions(env_id, arch, activation):
+    """fast_actions(policy, obs, deterministic) is policy(obs, deterministic)[0] bit for bit,
+    deterministic and sampled (the same random draws: the generator ends in the same state),
+    for a batch of one, eight and twenty; PPO.predict gives the same with fast_path off."""
+    from ppo_lib.fast_rollout import fast_actions
+
+    model = PPO("MlpPolicy", env_id, seed=0, policy_kwargs=dict(net_arch=arch,
+                                                                activation_fn=activation))
+    policy = model.policy
+    generator = torch.Generator().manual_seed(1)
+    for n in (1, 8, 20):
+        obs = torch.randn(n, policy.obs_dim, generator=generator) * 3
+        for deterministic in (True, False):
+            torch.manual_seed(n)
+            with torch.no_grad():
+                theirs = policy(obs, deterministic)[0]
+            after = torch.get_rng_state()
+            torch.manual_seed(n)
+            with torch.no_grad():
+                ours = fast_actions(policy, obs, deterministic)
+            assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+            assert torch.equal(ours, theirs) and torch.equal(torch.get_rng_state(), after)
+            predicted = []
+            for fast_path in (True, False):
+                model.fast_path = fast_path
+                torch.manual_seed(n)
+                predicted.append(model.predict(obs.numpy(), deterministic)[0])
+            assert np.array_equal(*predicted) and predicted[0].dtype == predicted[1].dtype
+
+
+def test_fast_actions_leave_hooked_and_other_policies_to_the_policy():
+    """A forward hook anywhere in the policy (or a global one) makes fast_actions return None,
+    and PPO.predict then calls the policy, which runs the hook; so does another policy class
+    (MultiDiscrete's)."""
+    from ppo_lib.fast_rollout import fast_actions
+
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0)
+    obs = np.zeros((3, 4), dtype=np.float32)
+    assert fast_actions(model.policy, torch.from_numpy(obs)) is not None
+    calls = []
+    ex = model.policy.mlp_extractor
+    for module in (model.policy, model.policy.value_net, ex.policy_net[1]):
+        handle = module.register_forward_hook(lambda m, args, out: calls.append(m) or None)
+        try:
+            assert fast_actions(model.policy, torch.from_numpy(obs)) is None
+            model.predict(obs, deterministic=True)
+            assert calls and calls[-1] is module
+        finally:
+            handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, args, out: None)
+    try:
+        assert fast_actions(model.policy, torch.from_numpy(obs)) is None
+    finally:
+        handle.remove()
+    multi = MultiCategoricalActorCritic(gym.spaces.Box(-1, 1, (4,)),
+                                        gym.spaces.MultiDiscrete([2, 3]))
+    assert fast_actions(multi, torch.zeros(2, 4)) is None

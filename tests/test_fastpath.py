@@ -343,3 +343,33 @@ def test_hook_check_sees_hooks_registered_after_it_was_made():
         finally:
             handle.remove()
         assert not check() and agrees()
+
+
+def test_tree_hooked_is_has_hooks_over_every_submodule():
+    """fastpath.tree_hooked(module) == any(has_hooks(m) for m in module.modules()): a hook or
+    pre-hook on the module, on a module nested two levels down, or a global one counts (and
+    stops counting once removed); a child set to None is skipped."""
+    from ppo_lib.fastpath import has_hooks, tree_hooked
+
+    inner = nn.Sequential(nn.Linear(2, 3), nn.Tanh())
+    net = nn.Sequential(inner, nn.Linear(3, 1))
+    net.register_module("gone", None)
+
+    def agrees():
+        return tree_hooked(net) == any(has_hooks(m) for m in net.modules())
+
+    assert not tree_hooked(net) and agrees()
+    registrations = [lambda: net.register_forward_hook(lambda m, a, out: out),
+                     lambda: inner[0].register_forward_pre_hook(lambda m, a: None),
+                     lambda: inner[1].register_forward_hook(lambda m, a, out: out),
+                     lambda: nn.modules.module.register_module_forward_hook(
+                         lambda m, a, out: out),
+                     lambda: nn.modules.module.register_module_forward_pre_hook(
+                         lambda m, a: None)]
+    for register in registrations:
+        handle = register()
+        try:
+            assert tree_hooked(net) and agrees()
+        finally:
+            handle.remove()
+        assert not tree_hooked(net) and agrees()
