@@ -316,6 +316,28 @@ def test_clip_scale_has_the_bits_of_clip_grad_norms_tensor_arithmetic():
     assert math.isnan(clip_scale(float("nan"), 0.5))
 
 
+def hook_registrations(hooked: nn.Module, pre_hooked: nn.Module) -> list:
+    """Ways to make calling a module run a hook, each returning its handle: a forward hook on
+    ``hooked``, a pre-hook on ``pre_hooked``, a global forward hook, a global pre-hook."""
+    return [lambda: hooked.register_forward_hook(lambda m, a, out: out),
+            lambda: pre_hooked.register_forward_pre_hook(lambda m, a: None),
+            lambda: nn.modules.module.register_module_forward_hook(lambda m, a, out: out),
+            lambda: nn.modules.module.register_module_forward_pre_hook(lambda m, a: None)]
+
+
+def assert_counts_while_registered(check, agrees, registrations) -> None:
+    """``check()`` is False, True while each registration's hook is there, False again once it
+    is removed; ``agrees()`` (check against its definition) throughout."""
+    assert not check() and agrees()
+    for register in registrations:
+        handle = register()
+        try:
+            assert check() and agrees()
+        finally:
+            handle.remove()
+        assert not check() and agrees()
+
+
 def test_hook_check_sees_hooks_registered_after_it_was_made():
     """fastpath.hook_check(modules)() is has_hooks over the modules at every call: forward
     hooks and pre-hooks registered later, on a module or globally, count; removed, they stop
@@ -325,24 +347,8 @@ def test_hook_check_sees_hooks_registered_after_it_was_made():
     net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
     modules = list(net.modules())
     check = hook_check(modules)
-
-    def agrees():
-        return check() == any(has_hooks(m) for m in modules)
-
-    assert not check() and agrees()
-    registrations = [lambda: net[2].register_forward_hook(lambda m, a, out: out),
-                     lambda: net[0].register_forward_pre_hook(lambda m, a: None),
-                     lambda: nn.modules.module.register_module_forward_hook(
-                         lambda m, a, out: out),
-                     lambda: nn.modules.module.register_module_forward_pre_hook(
-                         lambda m, a: None)]
-    for register in registrations:
-        handle = register()
-        try:
-            assert check() and agrees()
-        finally:
-            handle.remove()
-        assert not check() and agrees()
+    assert_counts_while_registered(check, lambda: check() == any(has_hooks(m) for m in modules),
+                                   hook_registrations(net[2], net[0]))
 
 
 def test_tree_hooked_is_has_hooks_over_every_submodule():
@@ -354,22 +360,7 @@ def test_tree_hooked_is_has_hooks_over_every_submodule():
     inner = nn.Sequential(nn.Linear(2, 3), nn.Tanh())
     net = nn.Sequential(inner, nn.Linear(3, 1))
     net.register_module("gone", None)
-
-    def agrees():
-        return tree_hooked(net) == any(has_hooks(m) for m in net.modules())
-
-    assert not tree_hooked(net) and agrees()
-    registrations = [lambda: net.register_forward_hook(lambda m, a, out: out),
-                     lambda: inner[0].register_forward_pre_hook(lambda m, a: None),
-                     lambda: inner[1].register_forward_hook(lambda m, a, out: out),
-                     lambda: nn.modules.module.register_module_forward_hook(
-                         lambda m, a, out: out),
-                     lambda: nn.modules.module.register_module_forward_pre_hook(
-                         lambda m, a: None)]
-    for register in registrations:
-        handle = register()
-        try:
-            assert tree_hooked(net) and agrees()
-        finally:
-            handle.remove()
-        assert not tree_hooked(net) and agrees()
+    assert_counts_while_registered(
+        lambda: tree_hooked(net),
+        lambda: tree_hooked(net) == any(has_hooks(m) for m in net.modules()),
+        hook_registrations(net, inner[0]) + hook_registrations(inner[1], net)[:2])
