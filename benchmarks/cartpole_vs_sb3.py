@@ -23,7 +23,9 @@ side (ppo_lib's evaluate_policy on an env id, SB3's on a 20-env DummyVecEnv).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 from collections import deque
 
@@ -133,10 +135,13 @@ def main() -> None:
     print(f"machine: {machine()}, SB3 {sb3_version()}, gymnasium {gym.__version__}")
     run_ppo_lib(0, 256)  # the first PPO in a process imports torch._dynamo (Adam): not timed
 
-    if not args.skip_ratio:
-        wall_time_ratio(args)
-    if not args.skip_solve:
-        time_to_solve(args)
+    # SB3's default logger makes a /tmp/SB3-<time> folder per learn() unless $SB3_LOGDIR is set
+    with tempfile.TemporaryDirectory(prefix="sb3-logs-") as logs:
+        os.environ.setdefault("SB3_LOGDIR", logs)
+        if not args.skip_ratio:
+            wall_time_ratio(args)
+        if not args.skip_solve:
+            time_to_solve(args)
 
 
 def sb3_version() -> str:
