@@ -40,11 +40,18 @@ from .vector_cartpole import CartPoleVecEnv
 
 POLICIES = (CategoricalActorCritic, GaussianActorCritic)  # exactly these (not subclasses)
 ENVS = (VecEnv, CartPoleVecEnv)
+STOOD_IN_FOR = ("forward", "heads", "latents", "sample")  # methods the paths below skip
+
+
+def plain(policy: torch.nn.Module) -> bool:
+    """Exactly one of ``POLICIES``, with none of the methods these paths stand in for replaced
+    on the instance (``policy.forward = f`` would otherwise be skipped)."""
+    return type(policy) in POLICIES and not any(name in vars(policy) for name in STOOD_IN_FOR)
 
 
 def applies(policy: torch.nn.Module, env, rollout: Rollout, last_obs: np.ndarray) -> bool:
     """Whether ``collect_rollout_fast`` gives ``collect_rollout``'s numbers for these."""
-    return (type(policy) in POLICIES and type(env) in ENVS
+    return (plain(policy) and type(env) in ENVS
             and isinstance(env.action_space, (spaces.Discrete, spaces.Box))
             and rollout.obs.dtype == torch.float32
             and isinstance(last_obs, np.ndarray) and last_obs.dtype == np.float32
@@ -76,9 +83,9 @@ def fast_actions(policy: torch.nn.Module, obs: torch.Tensor, deterministic: bool
     """``policy(obs, deterministic)[0]`` bit for bit from the actor's layers alone (the same
     products, tanh and random draws, ``policy.draw``; no critic, no log-probability, no
     ``nn.Module`` calls): ``PPO.predict``'s path, about half of its time on a CartPole
-    batch. None where it does not apply (another policy class, a forward hook, which
-    calling the policy runs): call the policy."""
-    if type(policy) not in POLICIES or tree_hooked(policy):
+    batch. None where it does not apply (another policy class, a method replaced on the
+    instance, a forward hook, which calling the policy runs): call the policy."""
+    if not plain(policy) or tree_hooked(policy):
         return None
     ex = policy.mlp_extractor
     latent = run_mlp(ex.policy_net, run_mlp(ex.shared_net, obs.float()))

@@ -289,3 +289,27 @@ def test_fast_actions_leave_hooked_and_other_policies_to_the_policy():
     multi = MultiCategoricalActorCritic(gym.spaces.Box(-1, 1, (4,)),
                                         gym.spaces.MultiDiscrete([2, 3]))
     assert fast_actions(multi, torch.zeros(2, 4)) is None
+
+
+@pytest.mark.parametrize("method", ["forward", "heads", "latents", "sample"])
+def test_a_method_replaced_on_the_policy_is_not_skipped(method):
+    """The fast paths stand in for forward, heads, latents and sample; one of them replaced on
+    the instance (here by a wrapper that counts its calls) is called by predict and by every
+    step of the rollout."""
+    from ppo_lib.fast_rollout import fast_actions
+
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=16, batch_size=16, n_epochs=1)
+    policy, calls = model.policy, []
+    original = getattr(policy, method)
+
+    def counted(*args, **kwargs):
+        calls.append(method)
+        return original(*args, **kwargs)
+
+    setattr(policy, method, counted)
+    obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    assert fast_actions(policy, torch.from_numpy(obs)) is None
+    model.predict(obs, deterministic=True)
+    assert len(calls) == 1
+    model.learn(16)
+    assert len(calls) >= 1 + 16
