@@ -16,9 +16,8 @@ slice from a 64-byte boundary (``ppo_lib.flat_buffer``): the CPU matrix kernels 
 for operands off one (a value head at a 4-byte offset: another last bit of V(s)), and a save /
 load / learn resume must equal the run without the pause (tests/test_save_load.py).
 
-Also here: ``LeanAdam`` (torch's Adam calling its fused kernel), ``adam_step``, ``norms``,
-``clip_grad_norm``, ``clip_scale``, ``tanh``, ``hook_check``, ``tree_hooked``, ``run_mlp``
-(an ``mlp()`` without ``nn.Module.__call__``).
+Also here: ``LeanAdam`` (Adam calling torch's fused kernel), ``adam_step``, ``norms``,
+``clip_grad_norm``, ``clip_scale``, ``tanh``, ``hook_check``, ``tree_hooked``, ``run_mlp``.
 """
 
 from __future__ import annotations
@@ -296,11 +295,12 @@ class MlpGradientStep:
 
     # -- the flat buffers -------------------------------------------------------------
     def bind(self) -> bool:
-        """Make the parameters, their gradients and Adam's state views into flat buffers
-        (again, if something replaced them since: ``load_state_dict`` of the optimizer,
-        the reference path's ``p.grad = None``). False if a parameter is frozen, a forward
-        hook would run, or Adam's step counts differ."""
-        if not all(p.requires_grad for p in self.params) or self.hooked():
+        """Make the parameters, their gradients and Adam's state views into flat buffers (again
+        if something replaced them: the optimizer's ``load_state_dict``, ``p.grad = None``).
+        False if a parameter is frozen, a forward hook would run, a method this stands in for
+        is replaced on the instance (``policy.heads = f``), or Adam's step counts differ."""
+        if (not all(p.requires_grad for p in self.params) or self.hooked()
+                or vars(self.policy).keys() & {"evaluate_actions", "heads", "latents"}):
             return False
         if self._flat is not None and self.is_bound():
             return True

@@ -95,6 +95,7 @@ import copy  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import nn  # noqa: E402
 
+from ppo_lib.callbacks import BaseCallback  # noqa: E402
 from ppo_lib.fastpath import fast_gradient_step  # noqa: E402
 from ppo_lib.ppo import PPO  # noqa: E402
 
@@ -364,3 +365,34 @@ def test_tree_hooked_is_has_hooks_over_every_submodule():
         lambda: tree_hooked(net),
         lambda: tree_hooked(net) == any(has_hooks(m) for m in net.modules()),
         hook_registrations(net, inner[0]) + hook_registrations(inner[1], net)[:2])
+
+
+@pytest.mark.parametrize("method", ["evaluate_actions", "heads", "latents"])
+def test_a_method_replaced_on_the_policy_takes_the_reference_step(method):
+    """The written-out step stands in for evaluate_actions, heads and latents: one of them
+    replaced on the policy instance, even after the step was made and bound, sends the update
+    through the reference step, which calls it."""
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=16, batch_size=16, n_epochs=2)
+    model.learn(16)
+    assert fast_gradient_step(model.policy, model.optimizer) is not None
+    original, calls = getattr(model.policy, method), []
+
+    def counted(*args, **kwargs):
+        calls.append(method)
+        return original(*args, **kwargs)
+
+    class InUpdate(BaseCallback):  # the calls between the rollout's end and the update's
+        def _on_rollout_end(self):
+            self.before = len(calls)
+
+        def _on_update_end(self):
+            self.during = len(calls) - self.before
+
+        def _on_step(self):
+            return True
+
+    setattr(model.policy, method, counted)
+    assert fast_gradient_step(model.policy, model.optimizer) is None
+    seen = InUpdate()
+    model.learn(16, callback=seen, reset_num_timesteps=False)
+    assert seen.during == 2  # two epochs of one minibatch, evaluate_actions once each
