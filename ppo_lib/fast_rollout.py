@@ -146,7 +146,7 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
             if on_step is not None:
                 if on_step() is False:
                     return last_obs, False
-                if heads is not None and hooked_now():  # a callback added one
-                    heads = None
+                if heads is not None and (hooked_now() or not plain(policy)):  # a callback
+                    heads = None  # added a hook or replaced a method: call the policy
         rollout.last_values[:] = policy.predict_values(obs_tensor(last_obs))
     return last_obs, True

@@ -313,3 +313,21 @@ def test_a_method_replaced_on_the_policy_is_not_skipped(method):
     assert len(calls) == 1
     model.learn(16)
     assert len(calls) >= 1 + 16
+
+
+def test_a_method_replaced_by_a_callback_mid_rollout_is_called_from_the_next_step():
+    """A callback that replaces policy.heads at its 5th call: the fast rollout calls the
+    replacement at every later step of that rollout (11 of 16), as collect_rollout would."""
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=16, batch_size=16, n_epochs=1)
+    calls = []
+
+    class ReplaceAt5(BaseCallback):
+        def _on_step(self):
+            if self.n_calls == 5:
+                policy, original = self.model.policy, self.model.policy.heads
+                policy.heads = lambda obs: calls.append(len(obs)) or original(obs)
+            return True
+
+    model.learn(16, callback=ReplaceAt5())
+    assert len(calls) >= 11  # steps 6..16 (the update's reference step may add more)
+    assert calls[:11] == [1] * 11  # one env: one observation per rollout step
