@@ -362,7 +362,7 @@ class MlpGradientStep:
         args = (batch.old_log_probs, advantages, batch.returns, float(clip_range),
                 float(vf_coef), float(ent_coef), batch.old_values,
                 None if clip_range_vf is None else float(clip_range_vf))
-        with torch.no_grad():
+        with torch.inference_mode():  # no_grad's numbers, less dispatch per call
             saved_shared, saved_pi, saved_vf = [], [], []
             trunk = forward_layers(self.shared, batch.obs.float(), saved_shared)
             head = forward_layers(self.pi, trunk, saved_pi)  # logits, or the Gaussian's mean
@@ -385,7 +385,7 @@ class MlpGradientStep:
         saved_shared, saved_pi, saved_vf, grad_head, grad_log_std, grad_values = self._saved
         self._saved = None
         group = self.optimizer.param_groups[0]
-        with torch.no_grad():
+        with torch.inference_mode():  # in place on the flat buffers, which are no inference
             if grad_log_std is not None:
                 self.policy.log_std.grad.copy_(grad_log_std)
             has_trunk = len(self.shared) > 0

@@ -161,6 +161,30 @@ def test_switching_paths_mid_training_keeps_one_optimizer_state():
     _assert_same_training(_train(False, updates=6, switch_at=3), reference)
 
 
+def test_written_out_update_leaves_no_inference_tensors_behind():
+    """The full-batch update runs its loss and step in torch.inference_mode (no_grad's
+    numbers, less cost per tensor call). Only temporaries may be inference tensors: were the
+    parameters, their .grad, Adam's state or the rollout one, autograd (the reference path)
+    and in-place changes outside inference mode would fail after a written-out update."""
+
+    class ZeroGrad(BaseCallback):  # a learner's policy.zero_grad() between rollouts: the
+        def _on_rollout_end(self):  # update binds the flat buffers anew
+            self.model.policy.zero_grad(set_to_none=True)
+
+    full = dict(batch_size=64)  # one minibatch, the whole rollout: full_batch_update
+    model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=32, n_epochs=3, seed=3, **full)
+    model.learn(2 * 64, callback=ZeroGrad())
+    assert model._gradient_step is not None
+    params = list(model.policy.parameters())
+    kept = [*params, *(p.grad for p in params),
+            *(t for s in model.optimizer.state.values() for t in s.values()),
+            *(t for t in vars(model.rollout).values() if isinstance(t, torch.Tensor))]
+    assert [t.is_inference() for t in kept] == [False] * len(kept)
+    model.fast_path = False  # autograd and in-place Adam on what the update left
+    model.learn(2 * 64, reset_num_timesteps=False)
+    _assert_same_training(model, _train(False, updates=4, **full))
+
+
 def test_written_out_step_after_optimizer_load_state_dict():
     a, b = _train(True, updates=2), _train(True, updates=2)
     # new state tensors in b (copied: torch's load_state_dict keeps the tensors it is given)
