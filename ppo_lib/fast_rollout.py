@@ -115,9 +115,10 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
         for t in range(rollout.n_steps):
             obs_in[...] = last_obs
             obs_buf[t] = obs_in
-            if heads is not None:
-                head, values = heads(obs)
-                actions, log_probs = policy.sample(head)
+            if heads is not None:  # none of the user's code runs here: inference mode, no_grad's
+                with torch.inference_mode():  # numbers with less dispatch per tensor call
+                    head, values = heads(obs)
+                    actions, log_probs = policy.sample(head)
             else:
                 actions, values, log_probs = policy(obs)
             env_actions = actions.numpy()

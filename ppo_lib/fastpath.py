@@ -223,10 +223,10 @@ def mlp_layers(modules: list[nn.Module],
 
 
 def forward_layers(layers, x: Tensor, saved: list | None = None) -> Tensor:
-    """``mlp_layers``' layers applied to x without autograd, y = act(x W^T + b) (``F.linear``'s
-    product; tanh written into y), each layer's (input, output) appended to ``saved``."""
+    """``mlp_layers``' layers applied to x without autograd, y = act(x W^T + b) (``F.linear``;
+    tanh written into y), each layer's (input, output) appended to ``saved``."""
     for weight, bias, act, _ in layers:
-        y = torch.addmm(bias, x, weight.t())
+        y = F.linear(x, weight, bias)
         if act is tanh and y.dtype is torch.float32:
             tanh_(y)
         elif act is not None:
