@@ -331,7 +331,9 @@ class Lockstep:
             rollout.last_values[:] = self.net.heads(obs)[1]
 
     # --- the update ---------------------------------------------------------------------
-    @torch.no_grad()  # as MlpGradientStep: no graph (and fastpath.tanh is numpy's then)
+    # as full_batch_update: no graph (so fastpath.tanh is numpy's), less dispatch per call;
+    # everything it writes into (parameters, Adam's state, rollout) was made outside it
+    @torch.inference_mode()
     def train(self, progress_remaining: float) -> list[dict[str, float]]:
         """``PPO.train`` (the fast path) for the K models -> their logged rows."""
         models, K = self.models, self.K

@@ -70,6 +70,12 @@ def assert_lone_equal(model, config, env_id, seed, total_timesteps):
         assert same(lone.normalizer.state_dict(), model.normalizer.state_dict())
     if model.lockstep_rng_state is not None:  # None: trained alone (a fallback)
         assert torch.equal(model.lockstep_rng_state, lone_rng), f"seed {seed}: torch RNG"
+    # the update runs in inference mode: nothing the model keeps may be an inference tensor
+    params = list(model.policy.parameters())
+    kept = [*params, *(p.grad for p in params if p.grad is not None),
+            *(t for s in model.optimizer.state.values() for t in s.values()),
+            *(t for t in vars(model.rollout).values() if isinstance(t, torch.Tensor))]
+    assert not any(t.is_inference() for t in kept), f"seed {seed}: an inference tensor kept"
     # and the trained model goes on as the lone one would (its next rollout and update),
     # given the torch random state the lone run left
     lone.learn(lone.n_steps * lone.n_envs, reset_num_timesteps=False)
