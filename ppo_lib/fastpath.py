@@ -385,7 +385,7 @@ class MlpGradientStep:
         saved_shared, saved_pi, saved_vf, grad_head, grad_log_std, grad_values = self._saved
         self._saved = None
         group = self.optimizer.param_groups[0]
-        with torch.inference_mode():  # in place on the flat buffers, which are no inference
+        with torch.inference_mode():  # writes into the flat buffers, made outside it
             if grad_log_std is not None:
                 self.policy.log_std.grad.copy_(grad_log_std)
             has_trunk = len(self.shared) > 0
