@@ -13,7 +13,8 @@ a vector step. ``collect_rollout_fast`` does the same steps with the same number
                          rounds as ``astype`` does)
     the timeout check    ``truncated & ~terminated`` only when something was truncated
     the policy           ``policy.heads`` without ``nn.Module`` calls (``mlp_heads``: the
-                         same products and activations), then ``policy.sample``
+                         same products and activations), then ``policy.sample``, both
+                         in ``torch.inference_mode`` (no_grad's numbers, cheaper calls)
 
 Every env step, policy call, random draw, normaliser update and ``on_step`` call is
 ``collect_rollout``'s, in the same order; the timeout bootstrap is its code. It covers
