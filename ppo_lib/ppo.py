@@ -209,9 +209,9 @@ class PPO:
                 if not completed:
                     break
                 check_finite(self.rollout, self.num_timesteps, self.lr_schedule(1.0))
-                with torch.inference_mode(self.advantage_fn is gae):  # same numbers, less
-                    compute_advantages(self.rollout, self.gamma, self.gae_lambda,  # cost
-                                       self.advantage_fn)  # per call; gae keeps no tensor
+                with torch.inference_mode(self.advantage_fn is gae):  # gae keeps no tensor
+                    compute_advantages(self.rollout, self.gamma, self.gae_lambda,
+                                       self.advantage_fn)
                 self._callback.on_rollout_end()
                 progress = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
                 row = full_batch_update(self, progress) or self.train(progress)
