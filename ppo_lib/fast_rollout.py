@@ -41,12 +41,13 @@ from .vector_cartpole import CartPoleVecEnv
 
 POLICIES = (CategoricalActorCritic, GaussianActorCritic)  # exactly these (not subclasses)
 ENVS = (VecEnv, CartPoleVecEnv)
-STOOD_IN_FOR = ("forward", "heads", "latents", "sample")  # methods the paths below skip
+# methods the paths below skip, and draw, which they would run in inference mode
+STOOD_IN_FOR = ("forward", "heads", "latents", "sample", "draw")
 
 
 def plain(policy: torch.nn.Module) -> bool:
-    """Exactly one of ``POLICIES``, with none of the methods these paths stand in for replaced
-    on the instance (``policy.forward = f`` would otherwise be skipped)."""
+    """Exactly one of ``POLICIES``, with none of ``STOOD_IN_FOR`` replaced on the instance
+    (``policy.forward = f`` would be skipped, ``policy.draw = f`` run in inference mode)."""
     return type(policy) in POLICIES and not any(name in vars(policy) for name in STOOD_IN_FOR)
 
 
@@ -116,8 +117,8 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
         for t in range(rollout.n_steps):
             obs_in[...] = last_obs
             obs_buf[t] = obs_in
-            if heads is not None:  # none of the user's code runs here: inference mode, no_grad's
-                with torch.inference_mode():  # numbers with less dispatch per tensor call
+            if heads is not None:  # none of the user's code runs here (plain): inference mode,
+                with torch.inference_mode():  # no_grad's numbers, less dispatch per call
                     head, values = heads(obs)
                     actions, log_probs = policy.sample(head)
             else:

@@ -331,3 +331,22 @@ def test_a_method_replaced_by_a_callback_mid_rollout_is_called_from_the_next_ste
     model.learn(16, callback=ReplaceAt5())
     assert len(calls) >= 11  # steps 6..16 (the update's reference step may add more)
     assert calls[:11] == [1] * 11  # one env: one observation per rollout step
+
+
+def test_a_learners_draw_runs_outside_inference_mode():
+    """The fast rollout's policy step runs in torch.inference_mode (none of the user's code
+    in it). A ``draw`` replaced on the instance (an epsilon-greedy exercise, say) is the
+    user's code: it runs, in rollout and predict, under no_grad as collect_rollout runs it,
+    so the tensors it keeps are ordinary ones."""
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=16, batch_size=16, n_epochs=1)
+    policy, modes = model.policy, []
+    original = policy.draw
+
+    def draw(logits, deterministic=False):
+        modes.append(torch.is_inference_mode_enabled())
+        return original(logits, deterministic)
+
+    policy.draw = draw
+    model.predict(np.zeros((3, 4), dtype=np.float32))
+    model.learn(16)
+    assert len(modes) >= 1 + 16 and not any(modes)
