@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .grad_mode import check_trainable, trains
 from .validation import check_in_range, check_positive_int, check_tensor
 
 NOUNS = ("movie", "food", "music", "plot", "staff", "room")
@@ -244,11 +245,13 @@ class WordRewardModel(nn.Module):
         return dict(sorted(zip(VOCAB, w), key=lambda kv: -kv[1]))
 
 
+@trains  # inside torch.no_grad() / inference_mode() too
 def pretrain(model: TinyLM, steps: int = 500, batch_size: int = 32, lr: float = 3e-3,
              seed: int = 0, progress: bool = False) -> list[float]:
     """Next-token prediction on ``corpus``: cross-entropy of logits[:, t] against token t+1.
     Returns the loss of every step."""
     check_positive_int("steps", steps)
+    check_trainable("model", model)
     torch.manual_seed(seed)
     T = model.config.block_size
     data = corpus(200_000, seed=seed)

@@ -30,6 +30,7 @@ from .envs import VecEnv, check_spaces, make_vec_env, set_random_seed
 from .fast_rollout import collect_rollout_fast, fast_actions
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
 from .full_batch import full_batch_update
+from .grad_mode import trains
 from .diagnostics import clipped_share
 from .kl import adaptive_kl_coefficient, approx_kl, kl_penalty_loss
 from .logger import Logger, rollout_row, train_row
@@ -122,13 +123,12 @@ class PPO:
         policy_cls = resolve_policy(policy)
         self.n_steps, self.batch_size, self.n_epochs = n_steps, batch_size, n_epochs
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
-        self.normalize_advantage = normalize_advantage
+        self.normalize_advantage, self.target_kl = normalize_advantage, target_kl
         self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
-        self.target_kl = target_kl
         self.normalize_obs, self.normalize_reward = normalize_obs, normalize_reward
-        self.seed, self.verbose = seed, verbose
-        self.learning_rate, self.clip_range = learning_rate, clip_range
-        self.clip_range_vf = clip_range_vf
+        self.seed, self.verbose, self.tensorboard_log = seed, verbose, tensorboard_log
+        self.learning_rate, self.clip_range, self.clip_range_vf = (learning_rate, clip_range,
+                                                                   clip_range_vf)
         self.lr_schedule = as_schedule(learning_rate)
         self.clip_range_schedule = as_schedule(clip_range)
         self.clip_range_vf_schedule = None if clip_range_vf is None else as_schedule(clip_range_vf)
@@ -136,7 +136,6 @@ class PPO:
         self._scheduled(1.0)  # a schedule giving a negative value at the start: say so now
         self.advantage_fn, self.loss_fn = advantage_fn or gae, loss_fn
         self.policy_kwargs = dict(policy_kwargs or {})
-        self.tensorboard_log = tensorboard_log
         if seed is not None:
             set_random_seed(seed)
         self.env: VecEnv | None = None
@@ -156,17 +155,17 @@ class PPO:
                                    "vector_entry_point" if hasattr(self.env, "vector_env")
                                    else "sync")
         check_batch_size(batch_size, n_steps, self.n_envs)
-
         self.policy_class = policy_cls or policy_class_for(action_space)
         policy_kwargs = dict(self.policy_kwargs)
         adam = optimizer_arguments(policy_kwargs.pop("optimizer_kwargs", None))
-        self.policy = self.policy_class(observation_space, action_space, **policy_kwargs)
+        with torch.inference_mode(False):  # ordinary tensors even inside the caller's block
+            self.policy = self.policy_class(observation_space, action_space, **policy_kwargs)
+            # SB3's Adam eps for PPO (1e-5); LeanAdam is torch's Adam with less overhead
+            self.optimizer = LeanAdam(self.policy.parameters(), lr=self.lr_schedule(1.0), **adam)
+            self.rollout = Rollout.allocate(n_steps, self.n_envs, observation_space, action_space)
         self._params = list(self.policy.parameters())
         self.fast_path = True
         self._gradient_step: MlpGradientStep | None = None  # the fast path's, once made
-        # SB3's Adam eps for PPO (1e-5); LeanAdam is torch's Adam with less overhead
-        self.optimizer = LeanAdam(self._params, lr=self.lr_schedule(1.0), **adam)
-        self.rollout = Rollout.allocate(n_steps, self.n_envs, observation_space, action_space)
         self.normalizer = None
         if normalize_obs or normalize_reward:
             self.normalizer = Normalizer(observation_space.shape, self.n_envs, self.gamma,
@@ -177,6 +176,7 @@ class PPO:
         self._progress_bar = None
 
     # --- training ----------------------------------------------------------------------
+    @trains  # inside torch.no_grad() / inference_mode() too
     def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False,
               reset_num_timesteps: bool = True) -> "PPO":
         """Train for ``total_timesteps`` env steps (counted over all envs), as SB3."""
@@ -390,6 +390,7 @@ class PPO:
         return save_model(self, path)
 
     @classmethod
+    @trains
     def load(cls, path: str | os.PathLike, env: Any = None,
              custom_objects: dict[str, Any] | None = None, **overrides) -> "PPO":
         """Load a model written by ``save`` (``ppo_lib.persistence.load_model``): the file is

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from .grad_mode import check_trainable, trains
 from .validation import check_in_range, check_positive_int, check_tensor
 from .kl import categorical_mean_kl  # ppo_lib.trpo.categorical_mean_kl (lesson 02)
 from .vpg import (EpisodeBatch, TrainingResult, baseline_advantages, make_env, make_policy,
@@ -216,6 +217,7 @@ def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tenso
     return TRPOInfo(step_size, 0.0, 0.0, expected_improvement, max_backtracks, False, n_products)
 
 
+@trains  # inside torch.no_grad() / inference_mode() too
 def train_trpo(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int = 16,
                delta: float = 0.01, gamma: float = 0.99, normalize_advantage: bool = True,
                hidden: Sequence[int] = (32,), vf_learning_rate: float = 1e-2,
@@ -232,6 +234,7 @@ def train_trpo(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int 
     """
     check_positive_int("n_iterations", n_iterations)
     check_in_range("delta", delta, 0.0, float("inf"), low_open=True)
+    check_trainable("policy", policy)
     if total_timesteps is not None:
         check_positive_int("total_timesteps", total_timesteps)
     torch.manual_seed(seed)

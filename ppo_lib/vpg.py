@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from .distributions import categorical_sample_multinomial
+from .grad_mode import check_trainable, trains
 from .kl import categorical_mean_kl
 from .losses import policy_gradient_loss
 from .returns import discounted_returns
@@ -195,6 +196,7 @@ class TrainingResult:
         return [row[key] for row in self.history]
 
 
+@trains  # inside torch.no_grad() / inference_mode() too
 def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int = 16,
               learning_rate: float = 1e-2, gamma: float = 0.99, baseline: bool = True,
               normalize_advantage: bool = True, hidden: Sequence[int] = (32,),
@@ -216,6 +218,8 @@ def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int =
     """
     check_positive_int("n_iterations", n_iterations)
     check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
+    check_trainable("policy", policy)
+    check_trainable("value_fn", value_fn)
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if total_timesteps is not None:

@@ -370,8 +370,9 @@ def test_a_schedule_negative_from_the_start_or_not_a_number_is_refused_at_once()
 def test_batch_size_not_dividing_the_rollout_warns_as_sb3():
     with pytest.warns(UserWarning, match=r"batch_size=48 does not divide the rollout, n_steps \* "
                                          r"n_envs = 32 \* 2 = 64: after every 1 minibatches of "
-                                         r"48 comes a truncated one of 16"):
+                                         r"48 comes a truncated one of 16") as seen:
         PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=32, batch_size=48)
+    assert seen[0].filename == __file__  # the warning points at the line that made the model
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
