@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from .fastpath import fast_gradient_step
+from .grad_mode import trains
 from .logger import train_row
 from .policies import CategoricalActorCritic, GaussianActorCritic
 from .returns import gae
@@ -118,6 +119,7 @@ def supports_lockstep(config: Mapping[str, Any], env_id: Any = "CartPole-v1",
 
 
 # --- the public entry point ----------------------------------------------------------------
+@trains  # inside torch.no_grad() / inference_mode() too
 def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
                 total_timesteps: int, policy: str = "MlpPolicy", progress_bar: bool = False,
                 lockstep: bool = True, processes: int | None = None) -> list:

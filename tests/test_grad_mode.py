@@ -12,6 +12,7 @@ import torch
 
 from ppo_lib import PPO
 from ppo_lib.lm import VOCAB, TinyLM, pretrain
+from ppo_lib.lockstep import train_seeds
 from ppo_lib.rlhf_train import RLConfig, train_grpo, train_ppo, train_reward_model
 from ppo_lib.trpo import train_trpo
 from ppo_lib.vpg import make_env, make_policy, train_vpg
@@ -140,3 +141,13 @@ def test_a_network_made_inside_inference_mode_is_a_clear_error():
         train_vpg(n_iterations=1, n_envs=2, policy=policy)
     with pytest.raises(ValueError, match=r"policy has parameters created inside"):
         train_trpo(n_iterations=1, n_envs=2, policy=policy)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_seeds_in_lockstep_inside_a_mode_equal_outside(mode):
+    config = dict(n_envs=2, n_steps=32, batch_size=64, n_epochs=2)
+    outside = train_seeds(config, "CartPole-v1", [0, 1], 128, processes=1)
+    with MODES[mode]():
+        inside = train_seeds(config, "CartPole-v1", [0, 1], 128, processes=1)
+    for a, b in zip(inside, outside):
+        _assert_same(_state(a), _state(b))
