@@ -107,7 +107,7 @@ def collect_rollout_fast(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
         return None
     action_space = env.action_space
     box = isinstance(action_space, spaces.Box)  # clip_actions changes only Box actions
-    obs = torch.empty(rollout.obs.shape[1:])  # the policy's input, (N, *obs_shape)
+    obs = torch.empty(rollout.obs.shape[1:], dtype=torch.float32)  # the policy input (N, ...)
     obs_in = obs.numpy()
     obs_buf, actions_buf, rewards_buf, dones_buf, values_buf, log_probs_buf = (
         x.numpy() for x in (rollout.obs, rollout.actions, rollout.rewards, rollout.dones,

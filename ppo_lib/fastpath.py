@@ -59,7 +59,7 @@ def tanh(x: Tensor) -> Tensor:
     (the reference path, TRPO's second derivatives) it is torch's."""
     if torch.is_grad_enabled() and x.requires_grad or x.dtype is not torch.float32:
         return torch.tanh(x)
-    out = torch.empty(x.shape)
+    out = torch.empty(x.shape, dtype=torch.float32)
     np.tanh(x.numpy(), out=out.numpy())
     return out
 

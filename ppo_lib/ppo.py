@@ -30,7 +30,7 @@ from .envs import VecEnv, check_spaces, make_vec_env, set_random_seed
 from .fast_rollout import collect_rollout_fast, fast_actions
 from .fastpath import LeanAdam, MlpGradientStep, clip_grad_norm, fast_gradient_step
 from .full_batch import full_batch_update
-from .grad_mode import trains
+from .grad_mode import trains, training_modes
 from .diagnostics import clipped_share
 from .kl import adaptive_kl_coefficient, approx_kl, kl_penalty_loss
 from .logger import Logger, rollout_row, train_row
@@ -158,7 +158,7 @@ class PPO:
         self.policy_class = policy_cls or policy_class_for(action_space)
         policy_kwargs = dict(self.policy_kwargs)
         adam = optimizer_arguments(policy_kwargs.pop("optimizer_kwargs", None))
-        with torch.inference_mode(False):  # ordinary tensors even inside the caller's block
+        with training_modes():  # float32, ordinary tensors even in the caller's inference_mode
             self.policy = self.policy_class(observation_space, action_space, **policy_kwargs)
             # SB3's Adam eps for PPO (1e-5); LeanAdam is torch's Adam with less overhead
             self.optimizer = LeanAdam(self.policy.parameters(), lr=self.lr_schedule(1.0), **adam)

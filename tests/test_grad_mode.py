@@ -1,6 +1,7 @@
-"""Training calls train whatever grad mode the caller is in (ppo_lib.grad_mode): inside
-``torch.no_grad()`` or ``torch.inference_mode()`` they give the numbers of a call outside
-it, keep no inference tensor, and give the caller's mode back."""
+"""Training calls train whatever mode the caller is in (ppo_lib.grad_mode): inside
+``torch.no_grad()`` or ``torch.inference_mode()``, or with float64 torch's default dtype,
+they give the numbers of a call outside it (float32), keep no inference tensor, and give
+the caller's modes back."""
 
 from __future__ import annotations
 
@@ -17,8 +18,23 @@ from ppo_lib.rlhf_train import RLConfig, train_grpo, train_ppo, train_reward_mod
 from ppo_lib.trpo import train_trpo
 from ppo_lib.vpg import make_env, make_policy, train_vpg
 
-MODES = {"outside": contextlib.nullcontext, "no_grad": torch.no_grad,
-         "inference_mode": torch.inference_mode}
+
+
+@contextlib.contextmanager
+def float64_default():
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+MODES = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+         "float64_default": float64_default}
+
+
+def _modes() -> tuple:
+    return torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.get_default_dtype()
 SMALL = dict(n_envs=2, n_steps=32, batch_size=16, n_epochs=2, seed=1)
 
 
@@ -41,10 +57,10 @@ def _assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b):
         assert not x.is_inference(), "an inference tensor kept in the model"
-        assert torch.equal(x, y)
+        assert x.dtype == y.dtype and torch.equal(x, y)
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("run", [
     dict(), dict(fast=False), dict(fast=False, ent_coef=0.01, clip_range_vf=0.2),
     dict(env_id="Pendulum-v1"), dict(env_id="Pendulum-v1", fast=False),
@@ -52,10 +68,12 @@ def _assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
 def test_ppo_built_and_trained_inside_a_mode_equals_outside(mode, run):
     outside = _ppo(**run)
     with MODES[mode]():
+        callers = _modes()
         inside = _ppo(**run)
-        assert not torch.is_grad_enabled() or mode == "outside"  # the caller's mode is back
-        if mode == "inference_mode":
-            assert torch.is_inference_mode_enabled()
+        assert _modes() == callers  # the caller's modes are back
+        obs = inside.env.last_obs
+        np.testing.assert_array_equal(inside.predict(obs, deterministic=True)[0],
+                                      outside.predict(obs, deterministic=True)[0])
     _assert_same(_state(inside), _state(outside))
     assert [r["train/loss"] for r in inside.logger.rows] == \
            [r["train/loss"] for r in outside.logger.rows]
@@ -66,7 +84,7 @@ def test_ppo_built_and_trained_inside_a_mode_equals_outside(mode, run):
     _assert_same(_state(inside), _state(outside))
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("mode", MODES)
 def test_load_inside_a_mode_gives_a_model_that_trains(mode, tmp_path):
     model = _ppo(fast=False)
     path = model.save(tmp_path / "m")
@@ -98,7 +116,7 @@ def _rl_history(train, lm: TinyLM) -> list:
         v for k, v in sorted(history.items()) if k != "seconds"]
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("make, train", [
     (lambda: None, lambda _: train_vpg(n_iterations=2, n_envs=2, seed=3).history),
     (lambda: None, lambda _: train_trpo(n_iterations=2, n_envs=2, seed=3).history),
@@ -143,7 +161,7 @@ def test_a_network_made_inside_inference_mode_is_a_clear_error():
         train_trpo(n_iterations=1, n_envs=2, policy=policy)
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("mode", MODES)
 def test_seeds_in_lockstep_inside_a_mode_equal_outside(mode):
     config = dict(n_envs=2, n_steps=32, batch_size=64, n_epochs=2)
     outside = train_seeds(config, "CartPole-v1", [0, 1], 128, processes=1)
