@@ -245,7 +245,7 @@ class WordRewardModel(nn.Module):
         return dict(sorted(zip(VOCAB, w), key=lambda kv: -kv[1]))
 
 
-@trains  # inside torch.no_grad() / inference_mode() too
+@trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
 def pretrain(model: TinyLM, steps: int = 500, batch_size: int = 32, lr: float = 3e-3,
              seed: int = 0, progress: bool = False) -> list[float]:
     """Next-token prediction on ``corpus``: cross-entropy of logits[:, t] against token t+1.

@@ -119,7 +119,7 @@ def supports_lockstep(config: Mapping[str, Any], env_id: Any = "CartPole-v1",
 
 
 # --- the public entry point ----------------------------------------------------------------
-@trains  # inside torch.no_grad() / inference_mode() too
+@trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
 def train_seeds(config: Mapping[str, Any], env_id: str, seeds: Sequence[int],
                 total_timesteps: int, policy: str = "MlpPolicy", progress_bar: bool = False,
                 lockstep: bool = True, processes: int | None = None) -> list:

@@ -176,7 +176,7 @@ class PPO:
         self._progress_bar = None
 
     # --- training ----------------------------------------------------------------------
-    @trains  # inside torch.no_grad() / inference_mode() too
+    @trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
     def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False,
               reset_num_timesteps: bool = True) -> "PPO":
         """Train for ``total_timesteps`` env steps (counted over all envs), as SB3."""

@@ -84,7 +84,7 @@ def preference_pairs(lm: TinyLM, n_pairs: int, n_tokens: int = 10, seed: int = 0
     return torch.cat(chosen)[:n_pairs], torch.cat(rejected)[:n_pairs]
 
 
-@trains  # inside torch.no_grad() / inference_mode() too
+@trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
 def train_reward_model(chosen: Tensor, rejected: Tensor, steps: int = 300,
                        batch_size: int = 64, lr: float = 0.05, seed: int = 0,
                        loss_fn: Callable = rlhf.bradley_terry_loss
@@ -214,7 +214,7 @@ def _progress(n: int, desc: str, show: bool):
     return tqdm(range(n), desc=desc)
 
 
-@trains
+@trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
 def train_ppo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | None = None,
               seed: int = 0, rewards_fn: Callable = rlhf.kl_penalized_rewards,
               progress: bool = False) -> tuple[TinyLM, dict]:
@@ -265,7 +265,7 @@ def train_ppo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | None
     return policy.eval(), _as_arrays(history)
 
 
-@trains
+@trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
 def train_grpo(lm: TinyLM, reward_model: WordRewardModel, config: RLConfig | None = None,
                seed: int = 0, advantages_fn: Callable = rlhf.group_relative_advantages,
                progress: bool = False) -> tuple[TinyLM, dict]:

@@ -217,7 +217,7 @@ def trpo_step(policy: nn.Module, obs: Tensor, actions: Tensor, advantages: Tenso
     return TRPOInfo(step_size, 0.0, 0.0, expected_improvement, max_backtracks, False, n_products)
 
 
-@trains  # inside torch.no_grad() / inference_mode() too
+@trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
 def train_trpo(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int = 16,
                delta: float = 0.01, gamma: float = 0.99, normalize_advantage: bool = True,
                hidden: Sequence[int] = (32,), vf_learning_rate: float = 1e-2,

@@ -196,7 +196,7 @@ class TrainingResult:
         return [row[key] for row in self.history]
 
 
-@trains  # inside torch.no_grad() / inference_mode() too
+@trains  # autograd on and float32 whatever the caller's modes (ppo_lib.grad_mode)
 def train_vpg(env_id: str = "CartPole-v1", n_iterations: int = 60, n_envs: int = 16,
               learning_rate: float = 1e-2, gamma: float = 0.99, baseline: bool = True,
               normalize_advantage: bool = True, hidden: Sequence[int] = (32,),
