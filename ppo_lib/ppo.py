@@ -40,7 +40,7 @@ from .persistence import load_model, save_model
 from .policies import clip_actions, observation_batch, policy_class_for, resolve_policy
 from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
-                      compute_advantages, minibatches, obs_tensor)
+                      compute_advantages, current_obs, minibatches, obs_tensor)
 from .schedules import as_schedule, checked_value
 from .validation import (check_finite_parameters, check_hyperparameters, check_in_range,
                          check_positive_int, optimizer_arguments)
@@ -151,9 +151,8 @@ class PPO:
         self.observation_space, self.action_space = observation_space, action_space
         check_spaces(observation_space, action_space, flat_obs=policy_cls is None)
         self.n_envs = self.env.num_envs if self.env is not None else n_envs
-        self.vectorization_mode = (vectorization_mode if self.env is None else
-                                   "vector_entry_point" if hasattr(self.env, "vector_env")
-                                   else "sync")
+        self.vectorization_mode = vectorization_mode if self.env is None else (
+            "vector_entry_point" if hasattr(self.env, "vector_env") else "sync")
         check_batch_size(batch_size, n_steps, self.n_envs)
         self.policy_class = policy_cls or policy_class_for(action_space)
         policy_kwargs = dict(self.policy_kwargs)
@@ -195,8 +194,7 @@ class PPO:
             from tqdm.auto import tqdm
             self._progress_bar = tqdm(total=total_timesteps, initial=self.num_timesteps,
                                       unit="steps")
-        # Bind the written-out step's flat buffers now, not at the first update: every rollout
-        # of a run, fresh or resumed after PPO.load, then reads the same parameter tensors.
+        # bind the fast step's buffers before any rollout: a resumed run reads the same tensors
         self._fast_step()
         start_time, start_steps = time.perf_counter(), self.num_timesteps
         self._callback.on_training_start()
@@ -205,7 +203,11 @@ class PPO:
                 self._callback.on_rollout_start()
                 args = (self.policy, self.env, self.rollout, self.last_obs, self.gamma,
                         self.normalizer, self._on_env_step)  # on_step: once per vector step
-                self.last_obs, completed = collect_rollout_fast(*args) or collect_rollout(*args)
+                try:
+                    self.last_obs, completed = collect_rollout_fast(*args) or collect_rollout(*args)
+                except BaseException:  # Ctrl-C mid-rollout: go on later from where the envs are
+                    self.last_obs = current_obs(self.env, self.normalizer)
+                    raise
                 if not completed:
                     break
                 check_finite(self.rollout, self.num_timesteps, self.lr_schedule(1.0))
@@ -332,16 +334,14 @@ class PPO:
         return self._gradient_step
 
     def _kl_stops(self, kl: float, epoch: int) -> bool:
-        if kl <= 1.5 * self.target_kl:
-            return False
-        if self.verbose >= 1:
+        stops = not kl <= 1.5 * self.target_kl  # a NaN approx_kl stops too
+        if stops and self.verbose >= 1:
             print(f"Early stopping at epoch {epoch} with approx_kl {kl:.4f} > "
                   f"1.5 * target_kl = {1.5 * self.target_kl:.4f}")
-        return True
+        return stops
 
     def _scheduled(self, progress_remaining: float) -> tuple[float, float, float | None]:
-        """learning_rate, clip_range and clip_range_vf at ``progress_remaining``, each checked
-        (a number >= 0) before the update changes anything."""
+        """learning_rate, clip_range, clip_range_vf at ``progress_remaining``, checked (>= 0)."""
         return tuple(None if schedule is None else
                      checked_value(name, schedule, progress_remaining, self.num_timesteps)
                      for name, schedule in (("learning_rate", self.lr_schedule),

@@ -108,6 +108,13 @@ def obs_tensor(obs: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(obs)).clone()
 
 
+def current_obs(env: VecEnv, normalizer: Normalizer | None = None) -> np.ndarray:
+    """The envs' observation now, as the policy sees it (normalised with the statistics as
+    they are): where a rollout stopped by an exception (Ctrl-C) left them."""
+    obs = env.last_obs
+    return obs if normalizer is None else normalizer.obs(obs)
+
+
 def collect_rollout(policy: torch.nn.Module, env: VecEnv, rollout: Rollout,
                     last_obs: np.ndarray, gamma: float, normalizer: Normalizer | None = None,
                     on_step: Callable[[], bool] | None = None) -> tuple[np.ndarray, bool]:

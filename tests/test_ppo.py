@@ -481,3 +481,36 @@ def test_save_load_keeps_the_current_beta(tmp_path):
     assert loaded.logger.get("train/kl_coef") == model.logger.get("train/kl_coef")[-2:]
     for a, b in zip(model.policy.parameters(), loaded.policy.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("normalize_obs", [False, True])
+@pytest.mark.parametrize("fast", [True, False])
+def test_ctrl_c_mid_rollout_leaves_the_model_where_the_envs_are(fast, normalize_obs):
+    """An interrupted learn (Ctrl-C in a notebook) goes on, with reset_num_timesteps=False,
+    from the envs' observation at that moment (SB3 keeps _last_obs per step), not from the
+    one before the interrupted rollout."""
+    from ppo_lib.callbacks import BaseCallback
+
+    class CtrlC(BaseCallback):
+        def _on_step(self):
+            if self.num_timesteps == 2 * 40:
+                raise KeyboardInterrupt
+            return True
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=64, batch_size=32, n_epochs=2,
+                seed=0, normalize_obs=normalize_obs)
+    model.fast_path = fast
+    with pytest.raises(KeyboardInterrupt):
+        model.learn(1000, callback=CtrlC())
+    now = model.env.last_obs
+    if normalize_obs:
+        now = model.normalizer.obs(now)
+    np.testing.assert_array_equal(model.last_obs, now)
+    model.learn(128, reset_num_timesteps=False)
+    np.testing.assert_array_equal(model.rollout.obs[0].numpy(), now)  # the next rollout
+
+
+def test_target_kl_stops_above_one_and_a_half_times_it_and_on_nan():
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, target_kl=0.01)
+    assert not model._kl_stops(0.015, 0) and model._kl_stops(0.0151, 0)
+    assert model._kl_stops(float("nan"), 0)  # a NaN approx_kl never lets training go on
