@@ -358,7 +358,7 @@ def make_vec_env(env, n_envs: int = 1, seed: int | None = None,
 
     if isinstance(env, (VecEnv, CartPoleVecEnv)):
         return env
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
         raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
     if vectorization_mode not in VECTORIZATION_MODES:
         raise ValueError(f"vectorization_mode must be one of {VECTORIZATION_MODES}, got "
@@ -371,7 +371,7 @@ def make_vec_env(env, n_envs: int = 1, seed: int | None = None,
         if wrapper_class is not None:
             raise ValueError(f"wrapper_class={wrapper_class!r} wraps single envs; it cannot "
                              f"wrap the vectorised CartPole: use vectorization_mode='sync'")
-        return CartPoleVecEnv(env, n_envs, seed=seed, env_kwargs=env_kwargs)
+        return CartPoleVecEnv(env, int(n_envs), seed=seed, env_kwargs=env_kwargs)
     if isinstance(env, str):
         fns = [EnvFactory(env, env_kwargs, wrapper_class) for _ in range(n_envs)]
     elif isinstance(env, gym.Env):

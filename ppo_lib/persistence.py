@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import random
+import re
 import warnings
 import zipfile
 from typing import Any
@@ -63,6 +65,7 @@ def save_model(model, path: str | os.PathLike) -> str:
         with open(tmp, "wb"):  # a plain OSError (read-only folder...) before torch writes
             pass
         torch.save(data, tmp)
+        _check_readable(tmp, path)
         os.replace(tmp, path)
     except OSError as err:
         raise OSError(err.errno, f"cannot save the model to {path!r}: {err.strerror or err} "
@@ -72,6 +75,19 @@ def save_model(model, path: str | os.PathLike) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _check_readable(tmp: str, path: str) -> None:
+    """A ValueError, before the file replaces anything, if ``PPO.load`` could not read it (a
+    value torch.load(weights_only=True) refuses slipped into the data)."""
+    try:
+        torch.load(tmp, weights_only=True)
+    except pickle.UnpicklingError as err:
+        why = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        raise ValueError(f"cannot save the model to {path!r}: it holds a "
+                         f"{why.group(1) if why else 'value'} object, which a model file "
+                         f"(plain data) cannot: pass plain numbers as hyperparameters. "
+                         f"Nothing was written") from None
 
 
 def model_data(model) -> dict:
@@ -94,7 +110,7 @@ def model_data(model) -> dict:
                  if model.env is not None and model.last_obs is not None else None)
     return {
         "format": FILE_FORMAT, "version": FILE_VERSION,
-        "hyperparameters": {name: getattr(model, name) for name in PLAIN_HPARAMS},
+        "hyperparameters": pack({name: getattr(model, name) for name in PLAIN_HPARAMS}),
         "schedules": schedules,
         "policy": model.policy_name or _class_path(model.policy_class),
         "policy_kwargs": _pack_policy_kwargs(model.policy_kwargs),

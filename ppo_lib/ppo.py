@@ -42,8 +42,8 @@ from .returns import gae
 from .rollout import (Rollout, check_batch_size, check_finite, collect_rollout,
                       compute_advantages, current_obs, minibatches, obs_tensor)
 from .schedules import as_schedule, checked_value
-from .validation import (check_finite_parameters, check_hyperparameters, check_in_range,
-                         check_positive_int, optimizer_arguments)
+from .validation import (as_seed, check_finite_parameters, check_hyperparameters,
+                         check_in_range, check_positive_int, optimizer_arguments)
 
 
 class PPO:
@@ -126,7 +126,7 @@ class PPO:
         self.normalize_advantage, self.target_kl = normalize_advantage, target_kl
         self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
         self.normalize_obs, self.normalize_reward = normalize_obs, normalize_reward
-        self.seed, self.verbose, self.tensorboard_log = seed, verbose, tensorboard_log
+        self.seed, self.verbose, self.tensorboard_log = as_seed(seed), verbose, tensorboard_log
         self.learning_rate, self.clip_range, self.clip_range_vf = (learning_rate, clip_range,
                                                                    clip_range_vf)
         self.lr_schedule = as_schedule(learning_rate)
@@ -136,14 +136,14 @@ class PPO:
         self._scheduled(1.0)  # a schedule giving a negative value at the start: say so now
         self.advantage_fn, self.loss_fn = advantage_fn or gae, loss_fn
         self.policy_kwargs = dict(policy_kwargs or {})
-        if seed is not None:
-            set_random_seed(seed)
+        if self.seed is not None:
+            set_random_seed(self.seed)
         self.env: VecEnv | None = None
         if env is not None:
-            self.env = make_vec_env(env, n_envs=n_envs, seed=seed,
+            self.env = make_vec_env(env, n_envs=n_envs, seed=self.seed,
                                     vectorization_mode=vectorization_mode)
-            if seed is not None and self.env.last_obs is None:
-                self.env.seed = seed
+            if self.seed is not None and self.env.last_obs is None:
+                self.env.seed = self.seed
             observation_space, action_space = self.env.observation_space, self.env.action_space
         elif observation_space is None or action_space is None:
             raise ValueError("env must be an env id string (e.g. 'CartPole-v1'), a gymnasium "

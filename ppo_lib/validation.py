@@ -4,6 +4,7 @@ what is expected."""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -32,8 +33,23 @@ def check_in_range(name: str, value: Any, low: float, high: float, *, low_open: 
 
 
 def check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    """A ValueError unless ``value`` is an integer >= 1: a Python int or a numpy integer (a
+    configuration read back from a DataFrame row has those), not a bool, not a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        hint = (f" (a float: pass int({value!r}); a DataFrame row turns integer columns into "
+                f"floats when another column holds floats)"
+                if isinstance(value, float) and value.is_integer() and value >= 1 else "")
+        raise ValueError(f"{name} must be a positive integer, got {value!r}{hint}")
+
+
+def as_seed(seed: Any) -> int | None:
+    """``seed`` as a Python int (numpy's integers too), or None. Python, numpy, torch and
+    gymnasium all take it: a ValueError unless 0 <= seed < 2**32."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1] or None, got {seed!r}")
+    return int(seed)
 
 
 def check_tensor(name: str, value: Any) -> None:

@@ -1,5 +1,6 @@
 import glob
 import math
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -514,3 +515,36 @@ def test_target_kl_stops_above_one_and_a_half_times_it_and_on_nan():
     model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, target_kl=0.01)
     assert not model._kl_stops(0.015, 0) and model._kl_stops(0.0151, 0)
     assert model._kl_stops(float("nan"), 0)  # a NaN approx_kl never lets training go on
+
+
+def test_numpy_numbers_as_hyperparameters_train_as_python_numbers(tmp_path):
+    """A configuration read back from numpy or pandas holds np.int64 / np.float64: the same
+    run as with Python numbers, and a model that saves and loads."""
+    config = dict(n_envs=2, n_steps=32, batch_size=16, n_epochs=2, gamma=0.98, ent_coef=0.01,
+                  learning_rate=1e-3, seed=4)
+    as_numpy = {k: (np.int64(v) if isinstance(v, int) else np.float64(v))
+                for k, v in config.items()}
+    a = PPO("MlpPolicy", "CartPole-v1", **as_numpy).learn(np.int64(128))
+    b = PPO("MlpPolicy", "CartPole-v1", **config).learn(128)
+    for p, q in zip(a.policy.parameters(), b.policy.parameters()):
+        assert torch.equal(p, q)
+    loaded = PPO.load(a.save(tmp_path / "numpy_config"))
+    assert loaded.n_steps == 32 and type(loaded.n_steps) is int
+    assert loaded.ent_coef == 0.01 and type(loaded.ent_coef) is float
+    loaded.learn(64, reset_num_timesteps=False)
+
+
+def test_a_float_where_an_integer_goes_says_so():
+    with pytest.raises(ValueError, match=r"n_steps must be a positive integer, got 64\.0 "
+                                         r"\(a float: pass int\(64\.0\)"):
+        PPO("MlpPolicy", "CartPole-v1", n_steps=64.0)
+    with pytest.raises(ValueError, match=r"total_timesteps must be a positive integer, got "
+                                         r"100000\.0 \(a float"):
+        PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32).learn(1e5)
+
+
+@pytest.mark.parametrize("seed", [1.5, "3", -1, 2**32, True])
+def test_a_seed_that_is_not_a_32_bit_integer_is_a_clear_error(seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32 - 1\] or "
+                                         r"None, got " + re.escape(repr(seed))):
+        PPO("MlpPolicy", "CartPole-v1", seed=seed)

@@ -107,6 +107,22 @@ def test_crash_mid_save_keeps_old_file(tmp_path, monkeypatch):
     assert PPO.load(path).num_timesteps == 0
 
 
+def test_a_value_a_model_file_cannot_hold_fails_the_save_not_the_load(tmp_path):
+    """A hyperparameter of a type torch.load(weights_only=True) refuses: save raises before
+    the file replaces anything, rather than writing a model no one can load."""
+    from fractions import Fraction
+
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    path = model.save(tmp_path / "m.pt")
+    before = open(path, "rb").read()
+    model.target_kl = Fraction(1, 100)  # passes the range check, float(Fraction) works
+    with pytest.raises(ValueError, match=r"cannot save the model to .*m\.pt'?: it holds a "
+                                         r"fractions\.Fraction object.*Nothing was written"):
+        model.save(path)
+    assert open(path, "rb").read() == before
+    assert os.listdir(tmp_path) == ["m.pt"]
+
+
 def test_missing_corrupt_and_foreign_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         PPO.load(tmp_path / "nope.pt")
