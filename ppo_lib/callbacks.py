@@ -15,6 +15,7 @@ Override any of the hooks of ``BaseCallback``:
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 
@@ -116,11 +117,22 @@ class CallbackList(BaseCallback):
 
 
 class FunctionCallback(BaseCallback):
-    """Wrap a plain function ``fn(locals_, globals_) -> bool`` as SB3's ``ConvertCallback``:
-    here it is called as ``fn(model)`` after every step."""
+    """A plain function as a callback, as SB3's ``ConvertCallback``, but called as
+    ``fn(model)`` after every step (SB3 passes ``(locals_, globals_)``, the rollout loop's
+    variables, which a fast path does not have): returning False stops training. A function
+    that cannot be called with one argument is a TypeError here, before training starts."""
 
     def __init__(self, fn):
         super().__init__()
+        try:
+            inspect.signature(fn).bind(None)
+        except TypeError:
+            raise TypeError(f"a function callback is called as fn(model) -> bool after every "
+                            f"step, but {getattr(fn, '__name__', fn)!r} cannot take one argument "
+                            f"(SB3's fn(locals_, globals_)? read what it needs from the model: "
+                            f"model.num_timesteps, model.env, model.logger.rows)") from None
+        except ValueError:  # no signature to inspect (some builtins): call it and see
+            pass
         self.fn = fn
 
     def _on_step(self) -> bool:

@@ -548,3 +548,26 @@ def test_a_seed_that_is_not_a_32_bit_integer_is_a_clear_error(seed):
     with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32 - 1\] or "
                                          r"None, got " + re.escape(repr(seed))):
         PPO("MlpPolicy", "CartPole-v1", seed=seed)
+
+
+def test_a_function_callback_is_called_with_the_model_and_can_stop_training():
+    seen = []
+
+    def every_step(model):
+        seen.append(model.num_timesteps)
+        return model.num_timesteps < 40
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=32, batch_size=64, seed=0)
+    model.learn(640, callback=every_step)
+    assert seen == list(range(2, 42, 2)) and model.num_timesteps == 40
+
+
+def test_an_sb3_style_function_callback_is_a_clear_error_before_training():
+    def sb3_style(locals_, globals_):
+        return True
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=32, batch_size=64, seed=0)
+    with pytest.raises(TypeError, match=r"called as fn\(model\) -> bool.*'sb3_style' cannot "
+                                        r"take one argument \(SB3's fn\(locals_, globals_\)"):
+        model.learn(640, callback=sb3_style)
+    assert model.num_timesteps == 0
