@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .validation import check_positive_int
+
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space,
                  flat_obs: bool = True) -> None:
     """Refuse spaces the trainer cannot handle, naming the space and what works.
@@ -46,8 +48,7 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space,
                          f"Discrete, Box, MultiDiscrete and MultiBinary action spaces")
     if not isinstance(action_space, spaces.Discrete) and len(action_space.shape) != 1:
         raise ValueError(f"action space {action_space} is not supported: "
-                         f"{type(action_space).__name__} actions must be flat, shape "
-                         f"(action_dim,)")
+                         f"{type(action_space).__name__} actions must be flat, shape (action_dim,)")
     if isinstance(action_space, spaces.MultiDiscrete) and np.any(action_space.start != 0):
         raise ValueError(f"action space {action_space} is not supported: MultiDiscrete "
                          f"actions must start at 0 (start={action_space.start.tolist()}): the "
@@ -358,8 +359,7 @@ def make_vec_env(env, n_envs: int = 1, seed: int | None = None,
 
     if isinstance(env, (VecEnv, CartPoleVecEnv)):
         return env
-    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
-        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+    check_positive_int("n_envs", n_envs)
     if vectorization_mode not in VECTORIZATION_MODES:
         raise ValueError(f"vectorization_mode must be one of {VECTORIZATION_MODES}, got "
                          f"{vectorization_mode!r}")
